@@ -133,3 +133,14 @@ def test_unknown_names_give_clear_errors():
         get_skeleton("coco17").index("tail")
     with pytest.raises(PosekitError, match="no mapping from 'mpii16' to 'coco17'"):
         get_mapping("mpii16", "coco17")
+
+
+def test_explicit_flip_pairs_and_extra_fields_are_kept(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("name: lr\njoints: [root, LArm, RArm]\nflip_pairs: [[LArm, RArm]]\nnotes: {source: test}\n")
+    sk = load_skeleton(path)
+    assert sk.flip_pairs == ((1, 2),) and sk.meta == {"notes": {"source": "test"}}
+    np.testing.assert_array_equal(sk.flip_indices, [0, 2, 1])
+    cmu = get_skeleton("cmu_mocap")
+    assert (cmu.index("LThumb"), cmu.index("RThumb")) in cmu.flip_pairs
+    assert len(cmu.flip_pairs) == 15 and "asf_points" in cmu.meta

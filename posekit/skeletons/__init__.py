@@ -2,8 +2,9 @@
 
 Each skeleton is a YAML file (``data/<name>.yaml``): joint names, an optional kinematic tree
 (``parents``), a bone/limb list (``bones``, by joint names) and optional OKS ``sigmas``.
-Left/right flip pairs come from the names: every joint whose name contains ``left`` is paired with
-the joint whose name has ``right`` in its place. Mappings between skeletons are YAML files too
+Left/right flip pairs are listed in ``flip_pairs`` or, when that field is absent, come from the
+names: every joint whose name contains ``left`` (or ``Left``) is paired with the joint whose name has
+``right`` (``Right``) in its place. Any other top-level keys are kept in ``Skeleton.meta``. Mappings between skeletons are YAML files too
 (``mappings/<source>_to_<target>.yaml``). A user's own skeleton is a YAML file of the same form,
 loaded with :func:`load_skeleton` or :func:`get_skeleton` given its path.
 
@@ -34,6 +35,8 @@ class Skeleton:
     parents: tuple[int, ...] | None = None
     sigmas: np.ndarray | None = None
     description: str = ""
+    explicit_flip_pairs: tuple[tuple[int, int], ...] | None = None
+    meta: dict = field(default_factory=dict, repr=False)
     _index: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -62,13 +65,17 @@ class Skeleton:
 
     @property
     def flip_pairs(self) -> tuple[tuple[int, int], ...]:
-        """(left, right) index pairs, found by swapping 'left' and 'right' in the joint names."""
+        """(left, right) index pairs: the YAML's ``flip_pairs``, else swapping left/right in names."""
+        if self.explicit_flip_pairs is not None:
+            return self.explicit_flip_pairs
         pairs = []
         for i, name in enumerate(self.joints):
-            if "left" in name:
-                j = self._index.get(name.replace("left", "right"))
-                if j is not None:
-                    pairs.append((i, j))
+            for left, right in (("left", "right"), ("Left", "Right")):
+                if left in name:
+                    j = self._index.get(name.replace(left, right))
+                    if j is not None:
+                        pairs.append((i, j))
+                    break
         return tuple(pairs)
 
     @property
@@ -91,7 +98,9 @@ class Skeleton:
             out["parents"] = [None if p < 0 else self.joints[p] for p in self.parents]
         if self.sigmas is not None:
             out["sigmas"] = [float(s) for s in self.sigmas]
-        return out
+        if self.explicit_flip_pairs is not None:
+            out["flip_pairs"] = [[self.joints[a], self.joints[b]] for a, b in self.explicit_flip_pairs]
+        return {**self.meta, **out}
 
 
 def skeleton_from_dict(spec: dict, source: str = "skeleton") -> Skeleton:
@@ -110,11 +119,16 @@ def skeleton_from_dict(spec: dict, source: str = "skeleton") -> Skeleton:
             raise PosekitError(f"{source}: '{fieldname}' names unknown joint {jname!r}")
         return index[jname]
 
-    bones = []
-    for b in spec.get("bones") or []:
-        if not isinstance(b, list) or len(b) != 2:
-            raise PosekitError(f"{source}: each entry of 'bones' must be a pair of joint names")
-        bones.append((lookup(b[0], "bones"), lookup(b[1], "bones")))
+    def pairs(fieldname):
+        out = []
+        for b in spec.get(fieldname) or []:
+            if not isinstance(b, list) or len(b) != 2:
+                raise PosekitError(f"{source}: each entry of '{fieldname}' must be a pair of joint names")
+            out.append((lookup(b[0], fieldname), lookup(b[1], fieldname)))
+        return out
+
+    bones = pairs("bones")
+    flips = tuple(pairs("flip_pairs")) if "flip_pairs" in spec else None
     parents = None
     if spec.get("parents") is not None:
         plist = spec["parents"]
@@ -132,8 +146,10 @@ def skeleton_from_dict(spec: dict, source: str = "skeleton") -> Skeleton:
             raise PosekitError(f"{source}: 'sigmas' must be numbers") from None
         if sigmas.ndim != 1 or not np.all(np.isfinite(sigmas)) or np.any(sigmas <= 0):
             raise PosekitError(f"{source}: 'sigmas' must be positive finite numbers")
+    known = {"name", "joints", "bones", "parents", "sigmas", "description", "flip_pairs"}
     return Skeleton(name=name, joints=tuple(joints), bones=tuple(bones), parents=parents,
-                    sigmas=sigmas, description=str(spec.get("description", "")).strip())
+                    sigmas=sigmas, description=str(spec.get("description", "")).strip(),
+                    explicit_flip_pairs=flips, meta={k: v for k, v in spec.items() if k not in known})
 
 
 def _check_tree(parents, source):
