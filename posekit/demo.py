@@ -1,8 +1,16 @@
-"""``posekit demo``: the evaluation path on the bundled COCO sample.
+"""``posekit demo``: the main job, end to end, on real photos bundled with posekit.
 
-Predictions are made from the ground truth by moving each keypoint by a Gaussian whose size is the
-keypoint's own OKS tolerance, dropping some keypoints and adding a false positive, so the printed AP is
-what an imperfect detector would get. The files written are plain COCO JSON that any tool reads.
+Each part of the demo writes into ``--out`` and returns a summary; :func:`run_demo` runs the parts in
+turn and returns {part: summary}. The parts:
+
+* ``images`` (:func:`run_image_demo`): every person in three COCO photos (``assets/samples``, several
+  people each), found and estimated by :class:`posekit.pipeline.PoseEstimator` with the bundled
+  BlazePose models. Writes ``images/<stem>.json`` and ``images/<stem>.png`` (overlay) per photo,
+  ``report.html`` (overlays and tables), and scores the keypoints against the photos' COCO
+  annotations: ``coco_gt.json``, ``coco_results.json`` (plain COCO files any tool reads) and
+  ``coco_eval.json`` (AP/AR).
+
+A video part goes after the images part, in its own sub-folder.
 """
 from __future__ import annotations
 
@@ -11,42 +19,48 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE = Path(__file__).parent / "assets" / "coco_val_sample.json"
+ASSETS = Path(__file__).parent / "assets"
+SAMPLES = ASSETS / "samples"
+SAMPLE_ANNOTATIONS = ASSETS / "coco_val_sample.json"
 
 
-def noisy_predictions(gt, rng: np.random.Generator, noise: float = 1.0) -> list[dict]:
-    """COCO results made from ground truth: jitter at ``noise`` x the OKS scale, some misses."""
-    sigmas = gt.skeleton.sigmas
-    results = []
-    for i in range(len(gt)):
-        if gt.iscrowd[i] or not np.any(gt.visibility[i] > 0):
-            continue
-        scale = np.sqrt(max(gt.areas[i], 1.0)) * 2 * sigmas * noise
-        kp = gt.keypoints[i] + rng.normal(size=gt.keypoints[i].shape) * scale[:, None]
-        conf = rng.uniform(0.5, 1.0, len(sigmas))
-        missed = rng.random(len(sigmas)) < 0.1
-        kp[missed] = kp[missed] + rng.normal(size=(missed.sum(), 2)) * 4 * scale[missed, None]
-        conf[missed] = 0.1
-        results.append({"image_id": int(gt.image_ids[i]), "category_id": 1, "score": float(conf.mean()),
-                        "keypoints": np.column_stack([kp, conf]).ravel().round(2).tolist()})
-    return results
+def run_image_demo(out: Path) -> dict:
+    """The images part (see the module docstring). Returns the numbers it printed."""
+    from posekit.data.coco import read_coco_keypoints, to_coco_dict, write_coco_results
+    from posekit.metrics.coco import coco_keypoint_eval
+    from posekit.pipeline import PoseEstimator, coco_predictions, infer_images
+    from posekit.viz import write_html_report
+
+    out = Path(out)
+    paths = sorted(SAMPLES.glob("*.jpg"))
+    items = infer_images(PoseEstimator(), paths, out / "images")
+    report = write_html_report(out / "report.html", items, title="posekit demo: every person in the sample photos")
+
+    gt = read_coco_keypoints(SAMPLE_ANNOTATIONS)
+    ids_by_name = {info.file_name: image_id for image_id, info in gt.images.items()}
+    image_ids = [ids_by_name[path.name] for path in paths]
+    gt = gt.select(np.isin(gt.image_ids, image_ids))
+    gt.images = {image_id: gt.images[image_id] for image_id in image_ids}
+    predictions = coco_predictions(zip(image_ids, (item.result for item in items)), gt.skeleton, gt.images)
+    (out / "coco_gt.json").write_text(json.dumps(to_coco_dict(gt)), encoding="utf-8")
+    write_coco_results(predictions, out / "coco_results.json")
+    stats = coco_keypoint_eval(gt, predictions)
+    (out / "coco_eval.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
+
+    annotated = int(np.count_nonzero((gt.visibility > 0).any(axis=1) & ~gt.iscrowd))
+    print(f"posekit demo: {len(paths)} sample photos ({SAMPLES})")
+    for item in items:
+        scores = " ".join(f"{p.score:.2f}" for p in item.result.persons)
+        print(f"  {Path(item.result.source).name}: {len(item.result.persons)} persons (scores {scores})")
+    print(f"  COCO keypoint AP against the photos' {annotated} annotated persons: {stats['AP']:.3f} "
+          f"(AP50 {stats['AP50']:.3f}, AR {stats['AR']:.3f})")
+    print(f"  overlays and JSON: {out / 'images'}")
+    print(f"  page: {report}")
+    print(f"  score again with: posekit eval coco --gt {out / 'coco_gt.json'} --pred {out / 'coco_results.json'}")
+    return {"photos": len(paths), "persons": sum(len(item.result.persons) for item in items), **stats}
 
 
 def run_demo(out: Path) -> dict:
-    from posekit.data.coco import read_coco_keypoints, read_coco_results
-    from posekit.metrics.coco import coco_keypoint_eval
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gt = read_coco_keypoints(SAMPLE)
-    results = noisy_predictions(gt, np.random.default_rng(0))
-    pred_path = out / "coco_results.json"
-    pred_path.write_text(json.dumps(results))
-    (out / "coco_gt.json").write_text(SAMPLE.read_text())
-    stats = coco_keypoint_eval(gt, read_coco_results(results, gt.skeleton))
-    (out / "coco_eval.json").write_text(json.dumps(stats, indent=2))
-    print(f"COCO sample: {len(gt.images)} images, {len(gt)} persons; predictions -> {pred_path}")
-    for key, value in stats.items():
-        print(f"  {key:<5} {value:.4f}")
-    print(f"Score them again with: posekit eval coco --gt {out / 'coco_gt.json'} --pred {pred_path}")
-    return stats
+    return {"images": run_image_demo(out)}
