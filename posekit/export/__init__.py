@@ -1,0 +1,1 @@
+"""Model export for deployment without PyTorch (ONNX)."""

@@ -1,0 +1,53 @@
+"""Run an exported heatmap model with ONNX Runtime (no PyTorch needed at inference)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posekit.errors import PosekitError
+
+
+class OnnxPoseModel:
+    """A session over a posekit ONNX file: ``model(images)`` -> ``{"heatmaps": ..., ...}``.
+
+    ``images`` is (N, 3, H, W) float32 at the exported ``input_size`` (height, width), normalised
+    the way the model was trained. ``skeleton`` and ``config`` come from the file's metadata when it
+    was written by :func:`posekit.export.onnx.export_onnx` (None otherwise)."""
+
+    def __init__(self, path: str | Path, num_threads: int | None = None, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PosekitError(f"{self.path}: no such ONNX file")
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for unreadable models
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PosekitError(f"{self.path}: not a loadable ONNX model ({reason})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise PosekitError(f"{self.path}: expected one (N, 3, H, W) image input")
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
+        self.input_size = (int(shape[2]), int(shape[3])) if all(isinstance(s, int) for s in shape[2:]) else None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.config = json.loads(meta["posekit.model"]) if "posekit.model" in meta else None
+        self.skeleton = meta.get("posekit.skeleton") or None
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise PosekitError(f"images have shape {images.shape}; expected (N, 3, H, W)")
+        if self.input_size is not None and images.shape[2:] != self.input_size:
+            raise PosekitError(f"images are {images.shape[2]}x{images.shape[3]}; {self.path.name} was "
+                               f"exported for {self.input_size[0]}x{self.input_size[1]}")
+        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})
+        return dict(zip(self.output_names, outputs))
