@@ -4,8 +4,10 @@ Every user mistake surfaces as one ``posekit: error: ...`` line on stderr and ex
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -120,13 +122,13 @@ def eval_posetrack(gt: Path = typer.Option(..., "--gt", help="Folder of per-sequ
                    as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """PoseTrack mAP and MOTA/MOTP/precision/recall (poseval conventions)."""
     from posekit.data.posetrack import read_posetrack_dir
-    from posekit.metrics.posetrack import posetrack_eval
+    from posekit.metrics.posetrack import evaluate_posetrack
 
     gt_seqs, pred_seqs = read_posetrack_dir(gt), read_posetrack_dir(pred)
     missing = sorted(set(gt_seqs) - set(pred_seqs))
     if missing:
         raise PosekitError(f"{pred}: no predictions for sequence(s) {', '.join(missing[:5])}")
-    result = posetrack_eval([(gt_seqs[s], pred_seqs[s]) for s in sorted(gt_seqs)])
+    result = evaluate_posetrack([(gt_seqs[s], pred_seqs[s]) for s in sorted(gt_seqs)])
     _emit(_finite(result), as_json, f"PoseTrack: {pred}")
 
 
@@ -148,13 +150,312 @@ def eval_pose3d(gt: Path = typer.Option(..., "--gt", help="NPZ with keypoints_3d
     _emit({k: float(v) for k, v in result.items()}, as_json, f"3D pose errors: {pred}")
 
 
+def _tiles(text: str):
+    if text in ("auto", "none"):
+        return text
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise PosekitError(f"--tiles must be auto, none or comma-separated fractions, got {text!r}") from None
+
+
+def _progress(desc: str, total: int):
+    """A tqdm bar on stderr (shown on a terminal, for more than one item)."""
+    from tqdm import tqdm
+
+    return lambda items: tqdm(items, desc=desc, total=total, unit="image", file=sys.stderr,
+                              disable=None if total > 1 else True, leave=False)
+
+
+def _quiet_native_stderr(command):
+    """Run ``command`` with file descriptor 2 sent to /dev/null and Python's ``sys.stderr`` kept on the
+    real stream: libraries written in C (libpng inside OpenCV, LiteRT) print notices straight to
+    descriptor 2, and posekit reports every failure itself, in one line. Nothing changes when
+    ``sys.stderr`` is not descriptor 2 (a test capturing it, for example)."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            real = sys.stderr.fileno() == 2
+        except (AttributeError, OSError, ValueError):
+            real = False
+        if not real:
+            return command(*args, **kwargs)
+        sys.stderr.flush()
+        python_stderr, saved = sys.stderr, os.dup(2)
+        sys.stderr = os.fdopen(saved, "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            sys.stderr.close()
+            sys.stderr = python_stderr
+
+    return run
+
+
+@app.command("infer")
+@_quiet_native_stderr
+def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files and/or folders of images."),
+          out: Path = typer.Option(..., "--out", help="Folder for <stem>.json and <stem>.png; with --coco-ann, "
+                                                      "the COCO results file to write."),
+          coco_ann: Optional[Path] = typer.Option(None, "--coco-ann",
+                                                  help="COCO keypoint annotations: predict every image they list."),
+          img_dir: Optional[Path] = typer.Option(None, "--img-dir", help="Folder of the --coco-ann images."),
+          boxes: str = typer.Option("detect", "--boxes", help="With --coco-ann: detect (posekit's detector), gt "
+                                                              "(annotated boxes) or a COCO detection results file."),
+          box_thr: float = typer.Option(0.3, "--box-thr", help="Lowest score of a box from a detection file."),
+          skeleton: str = typer.Option("coco17", "--skeleton",
+                                       help="Output keypoints: coco17, h36m17, blazepose33 or a skeleton YAML."),
+          tiles: str = typer.Option("auto", "--tiles", help="Detector tiling: auto, none or fractions like 0.5,0.7."),
+          min_score: float = typer.Option(0.5, "--min-score", help="Lowest person score kept."),
+          kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Lowest keypoint score drawn."),
+          no_overlay: bool = typer.Option(False, "--no-overlay", help="Write the JSON only."),
+          report: bool = typer.Option(False, "--report", help="Also write DIR/report.html."),
+          threads: int = typer.Option(2, "--threads", help="CPU threads per model.")):
+    """Keypoints of every person in images: DIR/<stem>.json and an overlay DIR/<stem>.png per image.
+
+    Exit status: 0 all done; 1 some images unreadable (one line each, the others written); 2 usage error.
+    """
+    import time
+
+    import cv2
+
+    from posekit.pipeline import PoseEstimator
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # failures are reported below
+    if not 0 <= box_thr <= 1 or not 0 <= kpt_thr <= 1:
+        raise PosekitError("--box-thr and --kpt-thr must be in [0, 1]")
+    failures: list[str] = []
+
+    def skip(path, error):
+        from tqdm import tqdm
+
+        failures.append(str(error))
+        tqdm.write(f"posekit: error: {error}", file=sys.stderr)
+
+    start = time.perf_counter()
+    if coco_ann is not None:
+        from posekit.data.coco import read_coco_keypoints, write_coco_results
+        from posekit.pipeline import predict_coco
+
+        if images:
+            raise PosekitError("give either images or --coco-ann, not both")
+        if img_dir is None:
+            raise PosekitError("--coco-ann needs --img-dir, the folder of its images")
+        if not img_dir.is_dir():
+            raise PosekitError(f"{img_dir}: no such folder")
+        gt = read_coco_keypoints(coco_ann)
+        estimator = PoseEstimator(skeleton=gt.skeleton, tiles=_tiles(tiles), min_person_score=min_score,
+                                  num_threads=threads, detector="blazepose" if boxes == "detect" else None)
+        predictions = predict_coco(estimator, gt, img_dir, boxes if boxes in ("detect", "gt") else Path(boxes),
+                                   box_threshold=box_thr, on_error=skip,
+                                   progress=_progress("posekit infer", len(gt.images)))
+        write_coco_results(predictions, out)
+        done = len(gt.images) - len(failures)
+        typer.echo(f"posekit infer: {done} of {len(gt.images)} images, {len(predictions)} persons "
+                   f"(boxes: {boxes}) -> {out}; score with: posekit eval coco --gt {coco_ann} --pred {out}")
+    else:
+        from posekit.io.images import collect_images
+        from posekit.pipeline import infer_images
+
+        if img_dir is not None or boxes != "detect":
+            raise PosekitError("--img-dir and --boxes go with --coco-ann")
+        paths = collect_images(images or [])
+        estimator = PoseEstimator(skeleton=skeleton, tiles=_tiles(tiles), min_person_score=min_score,
+                                  num_threads=threads)
+        items = infer_images(estimator, paths, out, overlays=not no_overlay, kpt_thr=kpt_thr,
+                             on_error=skip, progress=_progress("posekit infer", len(paths)))
+        if report:
+            from posekit.viz import write_html_report
+
+            write_html_report(out / "report.html", items, failures=failures, kpt_thr=kpt_thr)
+        persons = sum(len(item.result.persons) for item in items)
+        seconds = (time.perf_counter() - start) / max(len(paths), 1)
+        typer.echo(f"posekit infer: {len(items)} image{'s' * (len(items) != 1)}, {persons} "
+                   f"person{'s' * (persons != 1)}" + (f", {len(failures)} failed" if failures else "")
+                   + f" -> {out} ({seconds:.2f} s per image)")
+    if failures:
+        raise typer.Exit(code=1)
+
+
 @app.command("demo")
+@_quiet_native_stderr
 def demo(out: Path = typer.Option(Path("posekit-demo"), "--out", help="Folder for the demo's files.")):
-    """Evaluate noisy predictions on the bundled COCO sample (shows the evaluation path)."""
+    """Run posekit on the bundled sample photos: overlays, JSON, an HTML page and a COCO score."""
     from posekit.demo import run_demo
 
     run_demo(out)
 
+
+@app.command("video")
+@_quiet_native_stderr
+def video(input: Path = typer.Argument(..., help="A video file (any format OpenCV reads) or a folder of frames."),
+          out: Path = typer.Option(..., "--out", help="Folder for <name>.json, <name>.csv and <name>.mp4."),
+          no_smooth: bool = typer.Option(False, "--no-smooth", help="Write the raw keypoints (no One-Euro filter)."),
+          every: Optional[int] = typer.Option(None, "--every", help="Run the person detector every N frames and "
+                                              "track in between (default 10)."),
+          fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30).")):
+    """Poses of every person in a video, with track ids: JSON, CSV and an overlay video."""
+    from posekit.video import DEFAULT_DETECT_EVERY, process_video
+
+    summary = process_video(input, out, smooth=not no_smooth,
+                            detect_every=DEFAULT_DETECT_EVERY if every is None else every, fps=fps)
+    typer.echo(summary.line())
+
+
+@app.command("train")
+def train_command(config: Path = typer.Argument(..., help="Experiment config (YAML), e.g. configs/ditn/*.yaml."),
+                  resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+                  out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<config name>)."),
+                  overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, "
+                                                                "e.g. --set train.optimizer.lr=1e-4 (repeatable).")):
+    """Train the method a config describes; several processes with torchrun -m posekit.cli train ..."""
+    import os
+
+    from posekit.engine.config import load_config
+    from posekit.engine.trainer import train
+
+    summary = train(load_config(config, overrides or ()), out or Path("runs") / config.stem, resume=resume,
+                    source=str(config))
+    if int(os.environ.get("RANK", "0")) == 0:
+        best = summary["best"]
+        line = f"trained {summary['epoch']} epochs ({summary['step']} steps)"
+        if best["value"] is not None:
+            line += f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
+        typer.echo(line)
+
+
+@app.command("test")
+def test_command(config: Path = typer.Argument(..., help="Experiment config (YAML) the weights were trained with."),
+                 checkpoint: Path = typer.Option(..., "--checkpoint", help="best.safetensors, last.pt or a "
+                                                 "weights-only .pt/.safetensors file."),
+                 out: Optional[Path] = typer.Option(None, "--out", help="Folder for metrics.json and result files "
+                                                    "(default: <checkpoint folder>/test)."),
+                 overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value "
+                                                               "(repeatable)."),
+                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Evaluate trained weights on the config's evaluation set (flip test, COCO AP or MPII PCKh)."""
+    import os
+
+    from posekit.engine.config import load_config
+    from posekit.engine.trainer import evaluate_weights
+
+    metrics = evaluate_weights(load_config(config, overrides or ()), checkpoint,
+                               out or checkpoint.parent / "test", source=str(config))
+    if int(os.environ.get("RANK", "0")) == 0:
+        _emit(_finite(metrics), as_json, f"{config.stem}: {checkpoint}")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export trained models for deployment.")
+app.add_typer(export_app, name="export")
+
+
+def _model_for_checkpoint(name, checkpoint, skeleton):
+    """Model config from the options, else from the checkpoint's training config; plus its weights."""
+    from posekit.models.registry import checkpoint_model_spec, read_state_dict
+
+    state, extra = ({}, {}) if checkpoint is None else read_state_dict(checkpoint)
+    spec = checkpoint_model_spec(extra)
+    if name is not None and name != spec.get("name"):
+        spec = {k: v for k, v in spec.items() if k in ("skeleton", "input")}
+        spec["name"] = name
+    spec.setdefault("name", "hrnet-w32")
+    if skeleton is not None:
+        spec["skeleton"] = skeleton
+    return spec, state
+
+
+@app.command("model-info")
+def model_info(name: str = typer.Argument(..., help="hrnet-w32, hrnet-w48, hrnet-w18-small, ditn-w32, ..."),
+               checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights to check against "
+                                                         "the model (.pth/.pt/.safetensors)."),
+               input_size: Optional[str] = typer.Option(None, "--input", help="Crop HEIGHTxWIDTH (default: "
+                                                        "the paper's size for the keypoint set)."),
+               skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Keypoint set (default coco17 "
+                                                      "or the checkpoint's)."),
+               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Parameters, GFLOPs (multiply-adds / 2^30, as the pose papers count) and checkpoint fit."""
+    from posekit.models.flops import count_params, gflops
+    from posekit.models.registry import build_model, default_input_size, load_weights, parse_size
+
+    spec, state = _model_for_checkpoint(name, checkpoint, skeleton)
+    recorded_input = spec.pop("input", None)
+    model = build_model(spec)
+    size = parse_size(input_size) if input_size else recorded_input or default_input_size(
+        model.posekit_config["skeleton"])
+    result = {"params": count_params(model), "gflops": round(gflops(model, size), 4), "input": list(size),
+              "missing_keys": [], "unexpected_keys": []}
+    if checkpoint is not None:
+        result.update(load_weights(model, state, str(checkpoint)))
+    if not as_json:
+        for key in ("missing_keys", "unexpected_keys"):
+            keys = result[key]
+            result[key] = f"{len(keys)}" + (f" ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else "")
+    _emit(result, as_json, f"Model {name}")
+
+
+@export_app.command("onnx")
+def export_onnx_command(checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained weights "
+                                                        "(.pth/.pt/.safetensors)."),
+                        out: Path = typer.Option(..., "--out", help="ONNX file to write."),
+                        name: Optional[str] = typer.Option(None, "--model", help="Model name (default: the "
+                                                           "checkpoint's training config, else hrnet-w32)."),
+                        input_size: Optional[str] = typer.Option(None, "--input", help="Crop HEIGHTxWIDTH "
+                                                                 "(default: the checkpoint's or the paper's)."),
+                        skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Keypoint set (default: "
+                                                               "the checkpoint's, else coco17)."),
+                        opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+                        as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Write an ONNX model (dynamic batch) and check it against PyTorch with ONNX Runtime."""
+    from posekit.export.onnx import export_onnx
+    from posekit.models.registry import build_model, default_input_size, load_weights, parse_size
+
+    spec, state = _model_for_checkpoint(name, checkpoint, skeleton)
+    recorded_input = spec.pop("input", None)
+    model = build_model(spec)
+    report = load_weights(model, state, str(checkpoint))
+    for key, what in (("missing_keys", "lacks"), ("unexpected_keys", "has extra")):
+        if report[key]:
+            raise PosekitError(f"{checkpoint}: {what} {len(report[key])} weight(s) of {spec['name']} "
+                               f"(first: {report[key][0]}); check --model / --skeleton")
+    size = parse_size(input_size) if input_size else recorded_input or default_input_size(
+        model.posekit_config["skeleton"])
+    _emit(export_onnx(model, out, size, opset=opset), as_json, f"ONNX export: {out}")
+
+
+from posekit.data.synthetic.cli import synth_app  # noqa: E402  (commands import their modules lazily)
+
+app.add_typer(synth_app, name="synth")
+
+from posekit.nrsfm.cli import nrsfm_app  # noqa: E402  (commands import their modules lazily)
+
+app.add_typer(nrsfm_app, name="nrsfm")
+
+
+@app.command("lift")
+def lift_command(input: Path = typer.Option(..., "--input", help="2D keypoints .npz: keypoints (T, 17, 2) pixels "
+                                            "in h36m17 order, optional scores (T, 17), image_size (width, height)."),
+                 output: Path = typer.Option(..., "--output", help="3D poses .npz to write (keypoints_3d (T, 17, 3) "
+                                             "mm, root-relative, camera axes)."),
+                 no_correction: bool = typer.Option(False, "--no-correction", help="Skip the test-time "
+                                                    "self-supervised correction."),
+                 weights: Optional[Path] = typer.Option(None, "--weights", help="Lifter weights (.safetensors; "
+                                                        "default: the shipped CPU model).")):
+    """Monocular 3D poses from a 2D keypoint sequence (3D Human Pose Machines)."""
+    from posekit.lift import lift_sequence, load_lifter
+    from posekit.lift.io import read_lift_input, write_lift_output
+
+    data = read_lift_input(input)
+    model, settings = load_lifter(weights)
+    result = lift_sequence(model, data["keypoints"], data["scores"], data["image_size"],
+                           correct=not no_correction, settings=settings)
+    write_lift_output(output, result["keypoints_3d"], result["uncorrected"], result["corrected"])
+    typer.echo(f"lifted {len(result['keypoints_3d'])} frames ({int(result['corrected'].sum())} corrected) "
+               f"-> {output}")
 
 def main(argv: list[str] | None = None):
     try:

@@ -1,2 +1,9 @@
-"""Pose models: ``tflite`` (a small LiteRT runner) and ``blazepose`` (the bundled BlazePose Full
-landmark model, run top-down on rotated crops)."""
+"""Pose models.
+
+- ``blazepose`` (+ ``tflite``): the bundled BlazePose Full landmark model, top-down on rotated crops.
+- ``hrnet``, ``ditn``: trainable heatmap models (HRNet in the reference checkpoint layout; DITN's joint
+  and bone branches on top), built by name with ``registry.build_model``; ``losses``, ``flops``, ``ops``.
+- ``onnx_backend``: ONNX Runtime inference of exported models.
+
+Submodules are imported on use, so the image pipeline does not load torch.
+"""
