@@ -8,6 +8,9 @@ Clips (made in a temporary folder, nothing downloaded):
   5 persons the same with five real persons side by side (1280 x 480): the best-scoring person
             of five photos (COCO, MPII, PoseTrack samples), cut out and scaled to 256 x 480 each.
 
+With ``mediapipe`` importable (the separate venv of bench_2d_accuracy.py), MediaPipe's Pose solution
+in video mode (Full model, one person by design) runs on the same clips and the FPS ratio is printed.
+
 For each clip and each detector interval (--every), prints frames per second of the frame loop
 (model loading excluded), CPU time per frame (all threads of this process), detector runs, persons
 per frame and tracks (a stable run has as many tracks as persons in view). The load average is
@@ -84,6 +87,27 @@ def camera_motion(image: np.ndarray, n: int, fps: float = 30.0):
         yield cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def mediapipe_fps(clip: Path):
+    """(FPS, frames with a person) of MediaPipe's Pose solution in video mode, decode included."""
+    try:
+        import mediapipe as mp
+    except ImportError:
+        return None
+    with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1) as pose:
+        capture = cv2.VideoCapture(str(clip))
+        frames = found = 0
+        start = time.perf_counter()
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            found += pose.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).pose_landmarks is not None
+            frames += 1
+        elapsed = time.perf_counter() - start
+        capture.release()
+    return frames / elapsed, found
+
+
 def load() -> str:
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -108,12 +132,22 @@ def main():
         print(f"{'clip':<10} {'every':>5} {'FPS':>6} {'CPU ms/frame':>12} {'detector runs':>13} "
               f"{'persons/frame':>13} {'tracks':>6}")
         for name, clip in clips.items():
+            fps = {}
             for every in args.every:
                 cpu = time.process_time()
                 s = process_video(clip, tmp / "out", estimator, detect_every=every, progress=False)
                 cpu_ms = (time.process_time() - cpu) * 1000 / s.frames
+                fps[every] = s.fps
                 print(f"{name:<10} {every:>5} {s.fps:>6.1f} {cpu_ms:>12.1f} {s.detector_runs:>13} "
                       f"{s.persons / s.frames:>13.2f} {s.tracks:>6}", flush=True)
+            reference = mediapipe_fps(clip)
+            if reference is None:
+                print(f"{name:<10} MediaPipe: not installed, comparison skipped")
+            else:
+                mp_fps, found = reference
+                ours = fps.get(10, max(fps.values()))
+                print(f"{name:<10} MediaPipe Pose (video mode): {mp_fps:.1f} FPS, a person in {found} frames "
+                      f"(one at most); posekit / MediaPipe FPS ratio {ours / mp_fps:.2f}", flush=True)
     print(load())
 
 
