@@ -10,18 +10,8 @@ import numpy as np
 import pytest
 
 from posekit import __version__
-from posekit.cli import main
 
-
-def run(argv, capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli
 
 
 def noisy_results(gt_path: Path, seed=0):
@@ -55,7 +45,7 @@ def pycocotools_stats(gt_path, results):
 
 
 def test_version(capsys):
-    code, out, _ = run(["--version"], capsys)
+    code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.strip() == f"posekit {__version__}"
 
 
@@ -64,7 +54,7 @@ def test_eval_coco_json_equals_pycocotools(tmp_path, test_data, capsys):
     results = noisy_results(gt)
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps(results))
-    code, out, err = run(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
+    code, out, err = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
     assert code == 0, err
     stats = json.loads(out)
     assert list(stats) == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
@@ -80,7 +70,7 @@ def test_eval_coco_reports_minus_one_for_empty_area_range(tmp_path, test_data, c
     results = noisy_results(gt, seed=1)
     pred = tmp_path / "pred.json"
     pred.write_text(json.dumps(results))
-    code, out, _ = run(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
+    code, out, _ = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
     stats = json.loads(out)
     assert code == 0 and stats["APm"] == -1 and stats["ARm"] == -1
     np.testing.assert_allclose(list(stats.values()), pycocotools_stats(gt, results), atol=1e-9, rtol=0)
@@ -92,19 +82,19 @@ def test_eval_coco_custom_sigmas_change_the_score(tmp_path, test_data, capsys):
     pred.write_text(json.dumps(noisy_results(gt)))
     sigmas = tmp_path / "sigmas.json"
     sigmas.write_text(json.dumps([0.2] * 17))
-    _, default_out, _ = run(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
-    code, wide_out, _ = run(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--sigmas", str(sigmas),
+    _, default_out, _ = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--json"], capsys)
+    code, wide_out, _ = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--sigmas", str(sigmas),
                              "--json"], capsys)
     assert code == 0 and json.loads(wide_out)["AP"] > json.loads(default_out)["AP"]
     sigmas.write_text(json.dumps([0.2] * 5))
-    code, _, err = run(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--sigmas", str(sigmas)], capsys)
+    code, _, err = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(pred), "--sigmas", str(sigmas)], capsys)
     assert code == 2 and "5 sigmas for 17 keypoints" in err
 
 
 def test_eval_coco_empty_predictions_score_zero(tmp_path, test_data, capsys):
     pred = tmp_path / "empty.json"
     pred.write_text("[]")
-    code, out, err = run(["eval", "coco", "--gt", str(test_data / "coco" / "test_coco.json"),
+    code, out, err = run_cli(["eval", "coco", "--gt", str(test_data / "coco" / "test_coco.json"),
                           "--pred", str(pred), "--json"], capsys)
     assert code == 0, err
     stats = json.loads(out)
@@ -133,7 +123,7 @@ def _bad_prediction_files(tmp_path, test_data):
 def test_eval_coco_bad_input_is_one_clear_line(tmp_path, test_data, capsys):
     gt = test_data / "coco" / "test_coco.json"
     for name, (path, message) in _bad_prediction_files(tmp_path, test_data).items():
-        code, out, err = run(["eval", "coco", "--gt", str(gt), "--pred", str(path), "--json"], capsys)
+        code, out, err = run_cli(["eval", "coco", "--gt", str(gt), "--pred", str(path), "--json"], capsys)
         assert code == 2, name
         assert out == "" and "Traceback" not in err
         lines = err.strip().splitlines()
@@ -157,7 +147,7 @@ def test_eval_pose3d(tmp_path, capsys):
     pred = gt + np.array([3.0, 4.0, 0.0])  # every joint off by exactly 5 units
     np.savez(tmp_path / "gt.npz", keypoints_3d=gt)
     np.savez(tmp_path / "pred.npz", keypoints_3d=pred)
-    code, out, err = run(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "pred.npz"),
+    code, out, err = run_cli(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "pred.npz"),
                           "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
@@ -165,11 +155,11 @@ def test_eval_pose3d(tmp_path, capsys):
     assert result["mpjpe"] == pytest.approx(5.0) and result["mpjve"] == pytest.approx(0.0, abs=1e-9)
     assert result["p_mpjpe"] == pytest.approx(0.0, abs=1e-9)
     np.savez(tmp_path / "bad.npz", keypoints_3d=pred[:, :16])
-    code, _, err = run(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "bad.npz")],
+    code, _, err = run_cli(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "bad.npz")],
                        capsys)
     assert code == 2 and "bad.npz" in err and "shape" in err
     np.savez(tmp_path / "nokey.npz", poses=pred)
-    code, _, err = run(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "nokey.npz")],
+    code, _, err = run_cli(["eval", "pose3d", "--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "nokey.npz")],
                        capsys)
     assert code == 2 and "keypoints_3d" in err
 
@@ -180,19 +170,19 @@ def test_eval_pckh_perfect_and_shifted(tmp_path, test_data, capsys):
     perfect = tmp_path / "perfect.json"
     perfect.write_text(json.dumps([{"image": e["image"], "joints": e["joints"]} for e in entries]))
     with pytest.warns(UserWarning, match="head"):
-        code, out, err = run(["eval", "pckh", "--gt", str(gt_path), "--pred", str(perfect), "--json"], capsys)
+        code, out, err = run_cli(["eval", "pckh", "--gt", str(gt_path), "--pred", str(perfect), "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["Mean"] == pytest.approx(100.0)
     far = tmp_path / "far.json"
     far.write_text(json.dumps([{"joints": (np.array(e["joints"]) + 500.0).tolist()} for e in entries]))
     with pytest.warns(UserWarning):
-        code, out, _ = run(["eval", "pckh", "--gt", str(gt_path), "--pred", str(far), "--json"], capsys)
+        code, out, _ = run_cli(["eval", "pckh", "--gt", str(gt_path), "--pred", str(far), "--json"], capsys)
     assert code == 0 and json.loads(out)["Mean"] == pytest.approx(0.0)
     short = tmp_path / "short.json"
     short.write_text(json.dumps([{"joints": e["joints"]} for e in entries[:-1]]))
     with pytest.warns(UserWarning):
-        code, _, err = run(["eval", "pckh", "--gt", str(gt_path), "--pred", str(short)], capsys)
+        code, _, err = run_cli(["eval", "pckh", "--gt", str(gt_path), "--pred", str(short)], capsys)
     assert code == 2 and "short.json" in err
 
 
@@ -205,16 +195,16 @@ def test_eval_posetrack_ground_truth_scores_100(tmp_path, test_data, capsys):
     gt_dir = tmp_path / "gt"
     gt_dir.mkdir()
     (gt_dir / "012834_mpii_test.json").write_text(json.dumps(seq))
-    code, out, err = run(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(gt_dir), "--json"], capsys)
+    code, out, err = run_cli(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(gt_dir), "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["mAP"] == pytest.approx(100.0) and result["MOTA"] == pytest.approx(100.0)
     other = tmp_path / "pred"
     other.mkdir()
-    code, _, err = run(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(other)], capsys)
+    code, _, err = run_cli(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(other)], capsys)
     assert code == 2 and "no .json sequence files" in err
     (other / "000001_other.json").write_text(json.dumps(seq))
-    code, _, err = run(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(other)], capsys)
+    code, _, err = run_cli(["eval", "posetrack", "--gt", str(gt_dir), "--pred", str(other)], capsys)
     assert code == 2 and "012834_mpii_test" in err
 
 
@@ -222,7 +212,7 @@ def test_demo_writes_files_and_scores(tmp_path, capsys):
     from posekit.io.images import load_image
     from posekit.io.results import read_pose_result
 
-    code, out, err = run(["demo", "--out", str(tmp_path)], capsys)
+    code, out, err = run_cli(["demo", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     stems = sorted(p.stem for p in (tmp_path / "images").glob("*.json"))
     assert len(stems) == 3 and all((tmp_path / "images" / f"{s}.png").exists() for s in stems)

@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from posekit.cli import main
 from posekit.errors import PosekitError
 from posekit.export.onnx import export_onnx
 from posekit.models.ditn import DITN
 from posekit.models.hrnet import HRNetSpec, PoseHRNet, StageSpec
 from posekit.models.onnx_backend import OnnxPoseModel
 from posekit.models.registry import build_model
+
+from helpers import run_cli
 
 TINY = HRNetSpec(1, (StageSpec(1, (1, 1), (8, 16)), StageSpec(1, (1, 1, 1), (8, 16, 32)),
                      StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64))))
@@ -85,16 +86,6 @@ def test_backend_rejects_bad_input(tiny_hrnet_onnx, tmp_path):
         OnnxPoseModel(tmp_path / "absent.onnx")
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     from safetensors.torch import save_file
 
@@ -106,7 +97,7 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "best.safetensors"),
               metadata={"config": json.dumps(config)})
     out = tmp_path / "pose.onnx"
-    code, stdout, _ = run(["export", "onnx", "--checkpoint", str(tmp_path / "best.safetensors"),
+    code, stdout, _ = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "best.safetensors"),
                            "--out", str(out), "--json"], capsys)
     assert code == 0
     result = json.loads(stdout)
@@ -118,10 +109,10 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
         expected = model(torch.from_numpy(images))["heatmaps"].numpy()
     np.testing.assert_allclose(runner(images)["heatmaps"], expected, atol=1e-4, rtol=0)
     # The same weights named as another model: a one-line error, exit status 2.
-    code, _, err = run(["export", "onnx", "--checkpoint", str(tmp_path / "best.safetensors"),
+    code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "best.safetensors"),
                         "--out", str(out), "--model", "hrnet-w32"], capsys)
     assert code == 2 and "best.safetensors" in err and len(err.strip().splitlines()) == 1
     torch.save({"state_dict": model.state_dict()}, tmp_path / "plain.pth")
-    code, _, err = run(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
+    code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
                         "--model", "hrnet-w18-small"], capsys)  # 17 joints by default; the file has 16
     assert code == 2 and "keypoint set" in err

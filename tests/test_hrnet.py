@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from posekit.cli import main
 from posekit.errors import PosekitError
 from posekit.models.flops import count_macs, count_params, gflops, module_costs
 from posekit.models.hrnet import PoseHRNet, backbone_state, convert_mmpose_hrnet, to_mmpose_hrnet
 from posekit.models.registry import build_model, load_weights, parse_size, read_state_dict
+
+from helpers import run_cli
 
 # Names and shapes of pose_hrnet_w32_256x192.pth as built by the reference lib/models/pose_hrnet.py
 # with experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml (17 joints, FINAL_CONV_KERNEL 1).
@@ -192,20 +193,10 @@ def test_build_model_errors():
     assert parse_size("256x192") == (256, 192)
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_model_info_command(tmp_path, capsys):
     import json
 
-    code, out, _ = run(["model-info", "hrnet-w18-small", "--input", "128x96", "--json"], capsys)
+    code, out, _ = run_cli(["model-info", "hrnet-w18-small", "--input", "128x96", "--json"], capsys)
     assert code == 0
     info = json.loads(out)
     model = build_model("hrnet-w18-small")
@@ -215,11 +206,11 @@ def test_model_info_command(tmp_path, capsys):
     state.pop("final_layer.bias")
     state["extra.weight"] = torch.zeros(1)
     torch.save({"state_dict": state}, tmp_path / "ckpt.pth")
-    code, out, _ = run(["model-info", "hrnet-w18-small", "--checkpoint", str(tmp_path / "ckpt.pth"), "--json"], capsys)
+    code, out, _ = run_cli(["model-info", "hrnet-w18-small", "--checkpoint", str(tmp_path / "ckpt.pth"), "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and info["missing_keys"] == ["final_layer.bias"] and info["unexpected_keys"] == ["extra.weight"]
-    code, _, err = run(["model-info", "posenet"], capsys)
+    code, _, err = run_cli(["model-info", "posenet"], capsys)
     assert code == 2 and "unknown model 'posenet'" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "bad.pth").write_bytes(b"\x00\x01garbage")
-    code, _, err = run(["model-info", "hrnet-w32", "--checkpoint", str(tmp_path / "bad.pth")], capsys)
+    code, _, err = run_cli(["model-info", "hrnet-w32", "--checkpoint", str(tmp_path / "bad.pth")], capsys)
     assert code == 2 and "bad.pth" in err

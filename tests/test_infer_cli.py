@@ -10,22 +10,13 @@ import numpy as np
 import pytest
 
 import posekit
-from posekit.cli import main
 from posekit.io.images import load_image
 from posekit.io.results import read_pose_result
 
+from helpers import run_cli
+
 ANNOTATIONS = Path(posekit.__file__).parent / "assets" / "coco_val_sample.json"
 TEST_IMAGES = ("000000000785.jpg", "000000196141.jpg")
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def error_lines(err: str) -> list[str]:
@@ -70,7 +61,7 @@ def test_folder_with_a_bad_file(photos, tmp_path, capsys):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (photos / "notes.txt").write_text("ignored: not an image extension")
     out = tmp_path / "out"
-    code, stdout, err = run(["infer", str(photos), "--out", str(out), "--report"], capsys)
+    code, stdout, err = run_cli(["infer", str(photos), "--out", str(out), "--report"], capsys)
     assert code == 1 and "Traceback" not in err
     lines = error_lines(err)
     assert len(lines) == 1 and "broken.jpg" in lines[0]
@@ -89,7 +80,7 @@ def test_folder_with_a_bad_file(photos, tmp_path, capsys):
 
 def test_single_image_options_and_success_code(test_data, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, err = run(["infer", str(test_data / "images" / TEST_IMAGES[0]), "--out", str(out),
+    code, stdout, err = run_cli(["infer", str(test_data / "images" / TEST_IMAGES[0]), "--out", str(out),
                              "--skeleton", "blazepose33", "--no-overlay", "--tiles", "none"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["000000000785.json"]
@@ -118,7 +109,7 @@ def test_usage_errors_are_one_line_and_exit_2(args, message, photos, sample_gt, 
     values = {"empty": tmp_path / "empty", "photos": photos, "gt": sample_gt, "bad_dets": tmp_path / "bad_dets.json",
               "other_dets": tmp_path / "other_dets.json"}
     argv = ["infer"] + [a.format(**values) for a in args] + ["--out", str(tmp_path / "out.json")]
-    code, stdout, err = run(argv, capsys)
+    code, stdout, err = run_cli(argv, capsys)
     assert code == 2 and "Traceback" not in err, err
     assert err.strip().splitlines() == error_lines(err) and len(error_lines(err)) == 1
     assert message in err
@@ -127,13 +118,13 @@ def test_usage_errors_are_one_line_and_exit_2(args, message, photos, sample_gt, 
 def test_output_folder_that_is_a_file(photos, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.write_text("a file")
-    code, stdout, err = run(["infer", str(photos), "--out", str(taken)], capsys)
+    code, stdout, err = run_cli(["infer", str(photos), "--out", str(taken)], capsys)
     assert code == 2 and error_lines(err) == [f"posekit: error: {taken}: exists and is not a folder"]
 
 
 def test_missing_image_is_reported_and_skipped(photos, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, err = run(["infer", str(photos / "missing.jpg"), str(photos / TEST_IMAGES[0]), "--out", str(out),
+    code, stdout, err = run_cli(["infer", str(photos / "missing.jpg"), str(photos / TEST_IMAGES[0]), "--out", str(out),
                              "--no-overlay"], capsys)
     assert code == 1 and error_lines(err) == [f"posekit: error: {photos / 'missing.jpg'}: no such file"]
     assert (out / "000000000785.json").exists()
@@ -141,7 +132,7 @@ def test_missing_image_is_reported_and_skipped(photos, tmp_path, capsys):
 
 def test_coco_mode_with_ground_truth_boxes_scores_with_pycocotools(photos, sample_gt, tmp_path, capsys):
     pred = tmp_path / "pred.json"
-    code, stdout, err = run(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes", "gt",
+    code, stdout, err = run_cli(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes", "gt",
                              "--out", str(pred)], capsys)
     assert code == 0, err
     assert "2 of 2 images, 6 persons" in stdout       # every non-crowd box, labelled or not
@@ -149,7 +140,7 @@ def test_coco_mode_with_ground_truth_boxes_scores_with_pycocotools(photos, sampl
     assert {r["image_id"] for r in results} == {785, 196141} and all(len(r["keypoints"]) == 51 for r in results)
     stats = pycocotools_stats(sample_gt, results)
     assert stats[0] > 0.6                      # measured AP 0.76 (AP50 1.0) on these 5 persons
-    code, stdout, err = run(["eval", "coco", "--gt", str(sample_gt), "--pred", str(pred), "--json"], capsys)
+    code, stdout, err = run_cli(["eval", "coco", "--gt", str(sample_gt), "--pred", str(pred), "--json"], capsys)
     assert code == 0 and json.loads(stdout)["AP"] == pytest.approx(stats[0], abs=1e-9)
 
 
@@ -162,12 +153,12 @@ def test_coco_mode_with_a_detection_file_and_with_the_detector(photos, sample_gt
     det_path = tmp_path / "dets.json"
     det_path.write_text(json.dumps(detections))
     pred = tmp_path / "pred.json"
-    code, stdout, err = run(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes",
+    code, stdout, err = run_cli(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes",
                              str(det_path), "--out", str(pred)], capsys)
     assert code == 0, err
     results = json.loads(pred.read_text())
     assert len(results) == 5 and pycocotools_stats(sample_gt, results)[0] > 0.6
-    code, stdout, err = run(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--out", str(pred)],
+    code, stdout, err = run_cli(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--out", str(pred)],
                             capsys)
     assert code == 0, err
     assert pycocotools_stats(sample_gt, json.loads(pred.read_text()))[0] > 0.4   # measured 0.58 (4 of 5 found)
@@ -176,7 +167,7 @@ def test_coco_mode_with_a_detection_file_and_with_the_detector(photos, sample_gt
 def test_coco_mode_missing_image_is_reported(photos, sample_gt, tmp_path, capsys):
     (photos / TEST_IMAGES[1]).unlink()
     pred = tmp_path / "pred.json"
-    code, stdout, err = run(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes", "gt",
+    code, stdout, err = run_cli(["infer", "--coco-ann", str(sample_gt), "--img-dir", str(photos), "--boxes", "gt",
                              "--out", str(pred)], capsys)
     assert code == 1 and len(error_lines(err)) == 1 and TEST_IMAGES[1] in error_lines(err)[0]
     assert {r["image_id"] for r in json.loads(pred.read_text())} == {785}

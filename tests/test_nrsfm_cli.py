@@ -5,18 +5,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posekit.cli import main
 from posekit.metrics.nrsfm import normalized_shape_error
 
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli
 
 
 def generated_shapes(frames, seed, points=17, k=5):
@@ -46,7 +37,7 @@ def files(tmp_path):
 def test_fit_bases_then_reconstruct(files, capsys, fit_method, methods):
     folder, camera = files
     bases = folder / f"bases_{fit_method}.npz"
-    code, out, err = run(["nrsfm", "fit-bases", "--train", str(folder / "a.npz"), str(folder / "b.npz"),
+    code, out, err = run_cli(["nrsfm", "fit-bases", "--train", str(folder / "a.npz"), str(folder / "b.npz"),
                           "--out", str(bases), "--method", fit_method, "--k", "12", "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out)
@@ -54,7 +45,7 @@ def test_fit_bases_then_reconstruct(files, capsys, fit_method, methods):
     assert summary["coding"] == ("elastic-net" if fit_method == "mcm-rr" else "sparse-coding")
     for method in methods:
         output = folder / f"out_{method}.npz"
-        code, out, err = run(["nrsfm", "reconstruct", "--bases", str(bases), "--input",
+        code, out, err = run_cli(["nrsfm", "reconstruct", "--bases", str(bases), "--input",
                               str(folder / "seq2d.npz"), "--output", str(output), "--method", method,
                               "--json"], capsys)
         assert code == 0, err
@@ -75,7 +66,7 @@ def test_fit_bases_then_reconstruct(files, capsys, fit_method, methods):
 def test_errors_are_one_line_with_exit_status_2(files, capsys):
     folder, _ = files
     bases = folder / "bases.npz"
-    assert run(["nrsfm", "fit-bases", "--train", str(folder / "a.npz"), "--out", str(bases),
+    assert run_cli(["nrsfm", "fit-bases", "--train", str(folder / "a.npz"), "--out", str(bases),
                 "--k", "8"], capsys)[0] == 0
     np.savez(folder / "fifteen.npz", keypoints=np.zeros((3, 15, 2)))
     np.savez(folder / "nan3d.npz", keypoints_3d=np.full((4, 17, 3), np.nan))
@@ -99,6 +90,6 @@ def test_errors_are_one_line_with_exit_status_2(files, capsys):
         (["benchmark", "--mocap", str(folder / "nowhere")], "no such folder"),
     ]
     for argv, message in cases:
-        code, out, err = run(["nrsfm"] + argv, capsys)
+        code, out, err = run_cli(["nrsfm"] + argv, capsys)
         assert code == 2, (argv, err)
         assert message in err and err.startswith("posekit: error:") and err.count("\n") == 1, err
