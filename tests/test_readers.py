@@ -4,11 +4,13 @@ References are independent of the readers: the raw files parsed with json/scipy 
 worked out by hand, VideoPose3D's published camera parameters, the datasets' own 2D annotations, and
 projection formulas written out here.
 """
+import io
 import json
 import math
 import os
 import pickle
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,7 @@ from posekit.data.multiview import (
 from posekit.data.posetrack import read_posetrack, read_posetrack_dir, write_posetrack
 from posekit.data.safe_pickle import read_mat, safe_load_npz, safe_load_pickle
 from posekit.errors import PosekitError
+from posekit.geometry.rotations import quaternion_to_matrix
 
 
 def read_quietly(reader, *args, **kwargs):
@@ -391,14 +394,12 @@ def test_humaneva_archives(tmp_path):
 def _npy_member(array: np.ndarray, protocol: int) -> bytes:
     """An .npy file whose object array is pickled with the given protocol (as older numpy versions did)."""
     header = {"descr": "|O", "fortran_order": False, "shape": array.shape}
-    import io
     out = io.BytesIO()
     np.lib.format.write_array_header_1_0(out, header)
     return out.getvalue() + pickle.dumps(array, protocol=protocol)
 
 
 def test_archives_pickled_with_protocol_2_are_read(tmp_path):
-    import zipfile
     data = np.empty((), dtype=object)
     data[()] = {"S11": {"Posing": np.full((2, 32, 3), 0.5, dtype=np.float32)}}
     with zipfile.ZipFile(tmp_path / "old.npz", "w") as archive:
@@ -471,7 +472,6 @@ def test_h36m_sample_2d_is_the_projection_of_its_3d(h36m_dir):
 
 
 def test_h36m_cameras_match_videopose3d_and_put_feet_on_the_floor(h36m_dir):
-    from posekit.geometry.rotations import quaternion_to_matrix
     cameras = read_h36m_cameras(h36m_dir / "cameras.pkl")
     assert len(cameras) == 44 and {s for s, _ in cameras} == {f"S{i}" for i in range(1, 12)}
     cam = cameras[("S1", "54138969")]

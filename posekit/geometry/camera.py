@@ -310,8 +310,9 @@ class Camera:
         k6]) with ``p`` (p1, p2) — all read as OpenCV coefficients; absent means none.
         Rotation: ``R`` (3x3, world -> camera) | ``rvec`` (Rodrigues vector).
         Position: ``t`` (3,) or (3, 1) translation, ``Xc = R X + t`` (OpenCV, CMU Panoptic) | ``T`` the
-        camera centre in the world, ``Xc = R (X - T)`` — the Human3.6M, Campus/Shelf and MMPose
-        spelling. Image size: ``width``/``height`` | ``w``/``h`` | ``resolution`` [w, h].
+        camera centre in the world, ``Xc = R (X - T)`` — the Campus/Shelf and MMPose spelling.
+        (Human3.6M's ``cameras.pkl`` stores the transposed R, camera -> world;
+        ``posekit.data.h36m.read_h36m_cameras`` converts it.) Image size: ``width``/``height`` | ``w``/``h`` | ``resolution`` [w, h].
         ``length_scale`` multiplies the position (e.g. 10 turns Panoptic centimetres into mm).
         ``name`` overrides ``d["name"]`` (for files keyed by camera id); ``where`` prefixes error
         messages (e.g. the file name).
