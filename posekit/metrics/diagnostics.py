@@ -1,5 +1,5 @@
 """Feature-map diagnostics of the pseudo-3D multi-view network: Hoyer sparsity and the average
-Euclidean distance between channels (seed 000, Eqs. 11-13).
+Euclidean distance between channels (the pseudo-3D multi-view pose recognition paper, Eqs. 11-13).
 
 * Hoyer sparsity (Eq. 11): S(x) = (sqrt(n) - ||x||_1 / ||x||_2) / (sqrt(n) - 1) over the n values
   of x. 1 for a single non-zero value, 0 when all values have the same magnitude. The paper does not
