@@ -39,7 +39,7 @@ import numpy as np
 
 from posekit.data.transforms import to_rgb_uint8
 from posekit.detect.blazepose import BlazePoseDetector
-from posekit.detect.boxes import Detections, clip_boxes
+from posekit.detect.boxes import Detections, clip_boxes, oks_nms
 from posekit.errors import PosekitError
 from posekit.models.blazepose import INPUT_SIZE as LANDMARK_INPUT_SIZE
 from posekit.models.blazepose import NUM_LANDMARKS, BlazePoseLandmarker
@@ -137,33 +137,6 @@ class PoseResult:
 
 
 # ---- pure helpers ----------------------------------------------------------------------------------
-
-def oks_nms(keypoints, areas, sigmas, threshold: float) -> np.ndarray:
-    """Greedy non-maximum suppression by object keypoint similarity; indices kept, in input order.
-
-    keypoints (N, K, 2) sorted best first; areas (N,) object scales (pixels squared); a pose is
-    dropped when its OKS with a kept, earlier pose exceeds ``threshold``. OKS of two poses is COCO's
-    mean over keypoints of exp(-d^2 / (2 s^2 (2 sigma)^2)), with s^2 the mean of the two areas;
-    keypoints that are NaN in either pose are left out (no keypoint in common: OKS 0).
-    """
-    kp = np.asarray(keypoints, dtype=float)
-    n = len(kp)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    a = np.asarray(areas, dtype=float).reshape(n)
-    variances = (2 * np.asarray(sigmas, dtype=float)) ** 2
-    d2 = np.sum((kp[:, None] - kp[None, :]) ** 2, axis=-1)                # (N, N, K)
-    scale = np.maximum((a[:, None] + a[None, :]) / 2, np.spacing(1))[..., None]
-    valid = np.isfinite(d2)
-    similarity = np.where(valid, np.exp(-np.where(valid, d2, 0) / (2 * scale * variances)), 0.0)
-    counted = valid.sum(axis=-1)
-    oks = np.divide(similarity.sum(axis=-1), counted, out=np.zeros((n, n)), where=counted > 0)
-    alive = np.ones(n, dtype=bool)
-    for i in range(n):
-        if alive[i]:
-            alive[i + 1:] &= ~(oks[i, i + 1:] > threshold)
-    return np.flatnonzero(alive)
-
 
 def landmark_boxes(landmarks, scores, fallback, *, min_score: float = BOX_LANDMARK_SCORE,
                    margin: float = BOX_MARGIN) -> np.ndarray:
@@ -377,7 +350,7 @@ class PoseEstimator:
                            width, height)
         coco, _ = convert_keypoints(keypoints33[keep], scores33[keep], LANDMARK_SKELETON, "coco17")
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        unique = oks_nms(coco, areas, self.coco_sigmas, self.duplicate_oks)
+        unique = oks_nms(coco, flags[keep], areas, self.coco_sigmas, self.duplicate_oks)
         keep, boxes = keep[unique], boxes[unique]
         if self.skeleton.name == LANDMARK_SKELETON:
             out_kp, out_sc = keypoints33[keep], scores33[keep]
@@ -608,6 +581,6 @@ def predict_coco(estimator: PoseEstimator, gt, image_dir, boxes="detect", *, box
     return predictions
 
 
-__all__ = ["PoseEstimator", "PoseResult", "Person", "oks_nms", "landmark_boxes", "check_boxes", "check_box_scores",
+__all__ = ["PoseEstimator", "PoseResult", "Person", "landmark_boxes", "check_boxes", "check_box_scores",
            "ImagePyramid", "infer_images", "output_stems", "predict_coco", "coco_predictions", "coco_score",
            "read_coco_detections", "BOX_MARGIN", "DUPLICATE_OKS", "MAX_DETECTION_SIDE"]

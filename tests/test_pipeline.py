@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 import posekit
 from posekit.detect import Detections
-from posekit.detect.boxes import xywh_to_xyxy
+from posekit.detect.boxes import oks_nms, xywh_to_xyxy
 from posekit.errors import PosekitError
 from posekit.io.images import load_image
 from posekit.io.results import read_pose_result, result_from_dict, result_to_dict, write_pose_result
 from posekit.pipeline import (ImagePyramid, Person, PoseEstimator, PoseResult, check_boxes, coco_score,
-                              landmark_boxes, oks_nms, output_stems)
+                              landmark_boxes, output_stems)
 from posekit.skeletons import get_skeleton, skeleton_from_dict
 from posekit.viz import draw_poses, write_html_report
 
@@ -65,16 +65,16 @@ def test_oks_nms_by_hand():
     far = base + 500.0
     poses = np.stack([base, shifted, far, base])
     areas = np.array([100.0, 100.0, 100.0, 100.0])
-    assert oks_nms(poses, areas, sigmas, 0.36).tolist() == [0, 2]     # 0.3679 > 0.36: a duplicate
-    assert oks_nms(poses, areas, sigmas, 0.37).tolist() == [0, 1, 2]  # the identical 4th always goes
+    assert oks_nms(poses, -np.arange(4.0), areas, sigmas, 0.36).tolist() == [0, 2]     # 0.3679 > 0.36: a duplicate
+    assert oks_nms(poses, -np.arange(4.0), areas, sigmas, 0.37).tolist() == [0, 1, 2]  # the identical 4th always goes
     # s^2 is the mean of the two areas: 60 and 140 give 100 again.
-    assert oks_nms(poses[:2], np.array([60.0, 140.0]), sigmas, 0.36).tolist() == [0]
+    assert oks_nms(poses[:2], [1.0, 0.0], np.array([60.0, 140.0]), sigmas, 0.36).tolist() == [0]
     # Keypoints NaN in either pose do not count; with none in common, OKS is 0.
     partial = shifted.copy()
     partial[:2] = np.nan
-    assert oks_nms(np.stack([base, partial]), areas[:2], sigmas, 0.36).tolist() == [0]
-    assert oks_nms(np.stack([base, np.full((4, 2), np.nan)]), areas[:2], sigmas, 0.0).tolist() == [0, 1]
-    assert oks_nms(np.zeros((0, 4, 2)), np.zeros(0), sigmas, 0.5).tolist() == []
+    assert oks_nms(np.stack([base, partial]), [1.0, 0.0], areas[:2], sigmas, 0.36).tolist() == [0]
+    assert oks_nms(np.stack([base, np.full((4, 2), np.nan)]), [1.0, 0.0], areas[:2], sigmas, 0.0).tolist() == [0, 1]
+    assert oks_nms(np.zeros((0, 4, 2)), np.zeros(0), np.zeros(0), sigmas, 0.5).tolist() == []
 
 
 def test_landmark_boxes_by_hand():

@@ -14,9 +14,10 @@ from scipy.special import ndtr
 from posekit.codecs.heatmap import HeatmapCodec
 from posekit.data.coco import read_coco_keypoints
 from posekit.data.topdown import (Augmentation, TopDownDataset, box_windows, fix_aspect, half_body_window,
-                                  oks_nms, predict_keypoints, read_detections, rescore, sample_augmentation,
+                                  predict_keypoints, read_detections, rescore, sample_augmentation,
                                   training_persons, window_matrix)
 from posekit.data.transforms import apply_affine, invert_affine
+from posekit.detect.boxes import oks_nms
 from posekit.engine.tasks import build_task
 from posekit.errors import PosekitError
 from posekit.skeletons import get_skeleton

@@ -228,30 +228,6 @@ def rescore(keypoint_scores, box_scores, threshold: float = 0.2) -> np.ndarray:
     return np.asarray(box_scores, dtype=float) * mean
 
 
-def oks_nms(keypoints, scores, areas, sigmas, threshold: float = 0.9) -> np.ndarray:
-    """Indices kept by greedy OKS non-maximum suppression, best score first.
-
-    A pose is dropped when its OKS with a kept, higher-scoring pose exceeds ``threshold``. The OKS
-    here is MMPose's/HRNet's ``oks_iou``: all keypoints count, and the scale is the mean of the two
-    poses' areas (these are predictions, so neither is ground truth).
-    """
-    kp = np.asarray(keypoints, dtype=float)
-    s = np.asarray(scores, dtype=float)
-    a = np.asarray(areas, dtype=float)
-    variances = (2 * np.asarray(sigmas, dtype=float)) ** 2
-    d2 = ((kp[:, None] - kp[None, :]) ** 2).sum(axis=-1)  # (N, N, K)
-    scale = (a[:, None] + a[None, :]) / 2 + np.spacing(1)
-    oks = np.exp(-d2 / variances / scale[..., None] / 2).mean(axis=-1)
-    order = np.argsort(-s, kind="stable")
-    alive = np.ones(len(s), dtype=bool)
-    keep = []
-    for i in order:
-        if alive[i]:
-            keep.append(i)
-            alive &= ~(oks[i] > threshold)
-    return np.array(keep, dtype=int)
-
-
 def read_detections(path, images: dict, *, score_threshold: float = 0.0, category_id: int = 1):
     """Person boxes from a COCO detection results file: (image_ids, boxes x, y, w, h, scores).
 
@@ -314,4 +290,4 @@ def training_persons(instances: PoseInstances) -> PoseInstances:
 
 __all__ = ["Augmentation", "TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "fix_aspect", "box_windows",
            "half_body_window", "window_matrix", "sample_augmentation", "normalize_image", "read_image",
-           "predict_keypoints", "rescore", "oks_nms", "read_detections", "training_persons"]
+           "predict_keypoints", "rescore", "read_detections", "training_persons"]

@@ -124,6 +124,38 @@ def weighted_nms(boxes, scores, iou_threshold: float, keypoints=None):
             None if kp is None else np.array(out_kp).reshape(-1, n_points, 2))
 
 
+def oks_nms(keypoints, scores, areas, sigmas, threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression of poses by object keypoint similarity; indices kept, best
+    score first (ties keep input order).
+
+    keypoints (N, K, 2); scores (N,); areas (N,) object scales (pixels squared). A pose is dropped
+    when its OKS with a kept, higher-scoring pose exceeds ``threshold``. OKS of two predictions is
+    MMPose's/HRNet's ``oks_iou``: the mean over keypoints of exp(-d^2 / (2 s^2 (2 sigma)^2)), with s^2
+    the mean of the two areas; keypoints that are NaN in either pose are left out (no keypoint in
+    common: OKS 0).
+    """
+    kp = np.asarray(keypoints, dtype=float)
+    n = len(kp)
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    a = np.asarray(areas, dtype=float).reshape(n)
+    variances = (2 * np.asarray(sigmas, dtype=float)) ** 2
+    d2 = np.sum((kp[:, None] - kp[None, :]) ** 2, axis=-1)                # (N, N, K)
+    scale = np.maximum((a[:, None] + a[None, :]) / 2, np.spacing(1))[..., None]
+    valid = np.isfinite(d2)
+    similarity = np.where(valid, np.exp(-np.where(valid, d2, 0) / (2 * scale * variances)), 0.0)
+    counted = valid.sum(axis=-1)
+    oks = np.divide(similarity.sum(axis=-1), counted, out=np.zeros((n, n)), where=counted > 0)
+    order = np.argsort(-np.asarray(scores, dtype=float).reshape(n), kind="stable")
+    alive = np.ones(n, dtype=bool)
+    keep = []
+    for i in order:
+        if alive[i]:
+            keep.append(i)
+            alive &= ~(oks[i] > threshold)
+    return np.array(keep, dtype=int)
+
+
 def clip_boxes(boxes, width: float, height: float) -> np.ndarray:
     """Clip xyxy boxes to the image rectangle [0, width] x [0, height]."""
     b = _boxes(boxes).copy()
@@ -183,4 +215,4 @@ class Detections:
 
 __all__ = ["Detections", "xyxy_to_xywh", "xywh_to_xyxy", "xyxy_to_cxcywh", "cxcywh_to_xyxy",
            "box_area", "intersection_matrix", "iou_matrix", "coverage_matrix", "nms",
-           "weighted_nms", "clip_boxes"]
+           "weighted_nms", "oks_nms", "clip_boxes"]

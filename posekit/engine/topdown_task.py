@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from posekit.data.structures import PoseInstances
-from posekit.data.topdown import (Augmentation, TopDownDataset, oks_nms, predict_keypoints, read_detections,
+from posekit.data.topdown import (Augmentation, TopDownDataset, predict_keypoints, read_detections,
                                   rescore, training_persons)
+from posekit.detect.boxes import oks_nms
 from posekit.engine.config import Field
 from posekit.engine.tasks import Task
 from posekit.errors import PosekitError
