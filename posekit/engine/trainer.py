@@ -479,6 +479,9 @@ class Trainer:
     def close(self) -> None:
         """Leave the process group this trainer joined."""
         if self._owns_group and dist.is_initialized():
+            # Wait for every process before tearing down: gloo aborts a process whose peer
+            # leaves while a collective is still in flight.
+            dist.barrier()
             dist.destroy_process_group()
             self._owns_group = False
 
