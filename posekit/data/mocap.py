@@ -1,4 +1,5 @@
-"""Motion-capture readers: BVH, Acclaim ASF/AMC, and the Akhter et al. NRSfM ``.mat`` sequences.
+"""Motion-capture readers (BVH, Acclaim ASF/AMC, the Akhter et al. NRSfM ``.mat`` sequences) and a BVH
+writer (:func:`write_bvh`: joint positions to a rotation hierarchy Blender and other tools import).
 
 The text readers parse a file into a plain record of what it says (:class:`BvhMotion`,
 :class:`AsfSkeleton`, :class:`AmcMotion`); forward kinematics (:func:`bvh_positions`,
@@ -34,7 +35,7 @@ import numpy as np
 
 from posekit.data.structures import Motion
 from posekit.errors import PosekitError
-from posekit.geometry.rotations import rotation_matrix_from_euler
+from posekit.geometry.rotations import euler_from_rotation_matrix, rotation_matrix_from_euler
 from posekit.skeletons import Skeleton, get_skeleton
 
 CMU_UNITS_TO_MM = 25.4 / 0.45
@@ -985,7 +986,387 @@ def read_nrsfm_mat(path) -> NrsfmSequence:
         Rs=Rs.reshape(num_frames, 2, 3), bones=pairs.astype(int) - 1, scale=float(scale.item()))
 
 
+# ----------------------------------------------------------------------------------------- BVH output
+
+CAMERA_TO_Y_UP = np.diag([1.0, -1.0, -1.0])
+"""posekit camera axes (x right, y down, z forward) to the BVH frame (X right, Y up, Z toward the
+camera): a half turn about x, so ``(x, y, z) -> (x, -y, -z)``; a person facing the camera faces +Z."""
+
+_STRAIGHT = 0.2            # sine of the angle under which a rest reference counts as along its bone
+_PLANE_OBSERVABLE = 0.1    # summed sines of bend under which the plane of a limb is not observable
+_RANK_RATIO = 1e-3         # child directions whose 2nd singular value is under this ratio are collinear
+_SAME_DIRECTION = math.cos(math.radians(0.1))  # children this close in every frame lie along one bone
+_END_SITE_FRACTION = 0.25  # End Site = the leaf bone continued by this fraction of its length
+
+
+def _sides(skeleton: Skeleton) -> np.ndarray:
+    """+1 for a joint named left..., -1 for right..., 0 for the others."""
+    return np.array([1 if "left" in n.lower() else -1 if "right" in n.lower() else 0
+                     for n in skeleton.joints])
+
+
+def _tpose(skeleton: Skeleton, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical rest direction of the bone ending at each joint, and the way it bends, Y-up facing +Z.
+
+    Bones to unsided joints point up (spine, neck, head); the first bone of a left/right chain points
+    sideways (+X left); further bones point down in chains hanging from the root (legs: joints joined
+    to the root by zero-length bones count as the root) and sideways in the others (arms): a T-pose.
+    Knees bend backward (-Z), every other joint forward (+Z). ``moving``: bones of non-zero length.
+    """
+    sides, parents = _sides(skeleton), skeleton.parents
+    directions = np.zeros((len(parents), 3))
+    bends = np.tile([0.0, 0.0, 1.0], (len(parents), 1))
+    for child, parent in enumerate(parents):
+        if parent < 0:
+            continue
+        if sides[child] == 0:
+            directions[child] = (0.0, 1.0, 0.0)
+            continue
+        attach = parent
+        while (sides[attach] != 0 or not moving[attach]) and parents[attach] >= 0:
+            attach = parents[attach]
+        leg = parents[attach] < 0 and sides[attach] == 0
+        if sides[parent] != 0 and leg:
+            directions[child] = (0.0, -1.0, 0.0)
+        else:
+            directions[child] = (float(sides[child]), 0.0, 0.0)
+        if leg:
+            bends[child] = (0.0, 0.0, -1.0)
+    return directions, bends
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+def _perpendicular(vectors: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The part of ``vectors`` orthogonal to the unit ``axis`` (broadcast over leading axes)."""
+    return vectors - np.sum(vectors * axis, axis=-1, keepdims=True) * axis
+
+
+def _swing(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) smallest rotations taking the unit vector ``source`` (3,) onto unit ``target`` (T, 3):
+    two reflections, through the planes normal to ``source`` and to the half-way vector. Opposite
+    vectors (no unique smallest rotation) turn half-way about an axis normal to ``source``."""
+    halfway = source + target
+    length = np.linalg.norm(halfway, axis=-1, keepdims=True)
+    normal = np.eye(3)[np.argmin(np.abs(source))]
+    fallback = _unit(_perpendicular(normal, source))
+    halfway = np.where(length > 1e-6, halfway / np.maximum(length, 1e-300), fallback)
+    reflect_source = np.eye(3) - 2.0 * np.outer(source, source)
+    reflect_half = np.eye(3) - 2.0 * halfway[:, :, None] * halfway[:, None, :]
+    return reflect_half @ reflect_source
+
+
+def _about(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) rotations by ``angle`` (T,) radians about unit ``axis`` (T, 3) (Rodrigues)."""
+    cos, sin = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    zero = np.zeros_like(x)
+    cross = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1),
+                      np.stack([-y, x, zero], -1)], -2)
+    return cos * np.eye(3) + sin * cross + (1.0 - cos) * axis[:, :, None] * axis[:, None, :]
+
+
+def _fit_rotations(rest: np.ndarray, observed: np.ndarray, weights: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (T, 3, 3) that best turn ``rest`` directions (C, 3) onto ``observed`` (T, C, 3) in
+    weighted least squares (Kabsch, reflection excluded); missing (NaN) directions weigh nothing.
+    Also (T,) whether the rotation is unique: the directions used are not all collinear."""
+    present = np.all(np.isfinite(observed), axis=-1)
+    weight = np.where(present, weights, 0.0)
+    cross = np.einsum("tc,tci,cj->tij", weight, np.where(present[..., None], observed, 0.0), rest)
+    u, s, vt = np.linalg.svd(cross)
+    flip = np.ones((len(cross), 3))
+    flip[:, 2] = np.sign(np.linalg.det(u @ vt))
+    unique = s[:, 1] > _RANK_RATIO * s[:, 0]
+    return (u * flip[:, None, :]) @ vt, unique
+
+
+def _forward_fill(values: np.ndarray, valid: np.ndarray, first) -> np.ndarray:
+    """``values`` (T, ...) with each invalid frame replaced by the last valid one (``first`` before any)."""
+    last = np.maximum.accumulate(np.where(valid, np.arange(len(valid)), -1))
+    filled = values[np.maximum(last, 0)]
+    return np.where((last >= 0).reshape((-1,) + (1,) * (values.ndim - 1)), filled, first)
+
+
+class _BvhRig:
+    """Rest offsets and per-frame local rotations that put a tree's bones along observed directions."""
+
+    def __init__(self, points: np.ndarray, skeleton: Skeleton):
+        self.skeleton = skeleton
+        parents = skeleton.parents
+        self.root = parents.index(-1)
+        self.children = [[c for c, p in enumerate(parents) if p == j] for j in range(len(parents))]
+        self.order = self._depth_first(self.root)
+        self.lengths = self._median_lengths(points)
+        scale = self.lengths.max()
+        if not scale > 0:
+            raise PosekitError(f"positions: every bone of skeleton {skeleton.name!r} has zero length")
+        self.moving = self.lengths > 1e-9 * scale
+        with np.errstate(invalid="ignore"):
+            delta = points - points[:, [max(p, 0) for p in parents]]
+            length = np.linalg.norm(delta, axis=-1, keepdims=True)
+            self.observed = np.where(length > 1e-9 * scale, delta / np.maximum(length, 1e-300), np.nan)
+        self.subtree = np.array([len(self._depth_first(j)) for j in range(len(parents))], dtype=float)
+        self.groups = [self._group_children(j) for j in range(len(parents))]
+        tpose, self.bends = _tpose(skeleton, self.moving)
+        self.rest = self._rest_directions(tpose)
+        self.local = self._local_rotations()
+
+    def _depth_first(self, joint: int) -> list[int]:
+        order, stack = [], [joint]
+        while stack:
+            j = stack.pop()
+            order.append(j)
+            stack.extend(reversed(self.children[j]))
+        return order
+
+    def _median_lengths(self, points: np.ndarray) -> np.ndarray:
+        lengths = np.zeros(len(self.skeleton.parents))
+        for child, parent in enumerate(self.skeleton.parents):
+            if parent < 0:
+                continue
+            bone = np.linalg.norm(points[:, child] - points[:, parent], axis=-1)
+            bone = bone[np.isfinite(bone)]
+            if not len(bone):
+                raise PosekitError(
+                    f"positions: bone {self.skeleton.joints[parent]}-{self.skeleton.joints[child]} "
+                    "is missing (NaN) in every frame")
+            lengths[child] = np.median(bone)
+        if not np.isfinite(lengths).all():
+            raise PosekitError("positions: values too large for float64 arithmetic")
+        return lengths
+
+    def _group_children(self, joint: int) -> list[list[int]]:
+        """The children of non-zero length, grouped where they lie along one direction in every frame
+        (joints that coincide in skeletons converted from other formats); an unsided child leads."""
+        sides = _sides(self.skeleton)
+        kids = sorted((c for c in self.children[joint] if self.moving[c]), key=lambda c: sides[c] != 0)
+        groups: list[list[int]] = []
+        for kid in kids:
+            for group in groups:
+                cosine = np.sum(self.observed[:, group[0]] * self.observed[:, kid], axis=-1)
+                cosine = cosine[np.isfinite(cosine)]
+                if len(cosine) and cosine.min() > _SAME_DIRECTION:
+                    group.append(kid)
+                    break
+            else:
+                groups.append([kid])
+        return groups
+
+    def euler_order(self, joint: int) -> str:
+        """Rotation channel order of a joint: the axis of its only child's rest bone (the twist, which
+        stays small) in the middle, where Euler angles are limited to +-90 degrees, so that bends
+        about the other two (a knee or elbow past 90 degrees) keep clean angles. ``ZXY`` for the root,
+        branching joints and leaves."""
+        groups = self.groups[joint]
+        if joint == self.root or len(groups) != 1:
+            return "ZXY"
+        middle = "XYZ"[int(np.argmax(np.abs(self.rest[groups[0][0]])))]
+        return {"X": "ZXY", "Y": "ZYX", "Z": "XZY"}[middle]
+
+    def _weights(self, groups: list[list[int]]) -> np.ndarray:
+        """Each group's share of the position error of all joints its direction carries."""
+        return np.array([np.sum(self.subtree[g] * self.lengths[g] ** 2) for g in groups])
+
+    def _rest_directions(self, tpose: np.ndarray) -> np.ndarray:
+        """T-pose directions, except that the children of a branching joint keep their median layout
+        around it (hips and spine, shoulders and neck), so that a rigid layout is reproduced; children
+        along one direction share their leader's."""
+        rest = tpose.copy()
+        for joint in self.order:
+            groups = self.groups[joint]
+            leads = [g[0] for g in groups]
+            if len(groups) > 1:
+                observed = self.observed[:, leads]
+                rotation, unique = _fit_rotations(tpose[leads], observed, self._weights(groups))
+                in_rest = np.einsum("tji,tcj->tci", rotation, observed)[unique]
+                for column, lead in enumerate(leads):
+                    seen = in_rest[:, column]
+                    seen = seen[np.isfinite(seen).all(axis=1)]
+                    if len(seen):
+                        rest[lead] = _unit(np.median(seen, axis=0))
+            for group in groups:
+                rest[group] = rest[group[0]]
+        return rest
+
+    def _twist_references(self, group: list[int]) -> list[tuple[int, np.ndarray]]:
+        """(grandchild, rest reference normal to the group's bone): the grandchild's own direction, or
+        the way the child's joint bends where the two bones are straight in the rest pose."""
+        axis = self.rest[group[0]]
+        references = []
+        for child in group:
+            for grandchild in (g for subgroup in self.groups[child] for g in subgroup):
+                reference = _perpendicular(self.rest[grandchild], axis)
+                if np.linalg.norm(reference) < _STRAIGHT:
+                    reference = _perpendicular(self.bends[child], axis)
+                if np.linalg.norm(reference) > _STRAIGHT:
+                    references.append((grandchild, reference / np.linalg.norm(reference)))
+        return references
+
+    def _local_rotations(self) -> np.ndarray:
+        num_frames, num_joints = self.observed.shape[:2]
+        identity = np.broadcast_to(np.eye(3), (num_frames, 3, 3))
+        local = np.empty((num_frames, num_joints, 3, 3))
+        world = np.empty_like(local)
+        for joint in self.order:
+            parent = self.skeleton.parents[joint]
+            parent_world = identity if parent < 0 else world[:, parent]
+            groups = self.groups[joint]
+            leads = [g[0] for g in groups]
+            if not groups:
+                rotation, valid = identity, np.ones(num_frames, dtype=bool)
+            elif len(groups) > 1:
+                fitted, valid = _fit_rotations(self.rest[leads], self.observed[:, leads], self._weights(groups))
+                rotation = np.swapaxes(parent_world, 1, 2) @ fitted
+            else:
+                rotation, valid = self._bone_rotation(groups[0], parent_world)
+            local[:, joint] = _forward_fill(rotation, valid, np.eye(3))
+            world[:, joint] = parent_world @ local[:, joint]
+        return local
+
+    def _bone_rotation(self, group: list[int], parent_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Local rotation of a joint with one child (or children along one bone): the smallest turn of
+        the rest bone onto the observed one, then a twist about it that best lines up the grandchildren
+        (the plane of the limb). Where that plane is not observable (a straight limb, no grandchild)
+        the twist of the previous frame is kept (none in the first frame)."""
+        to_parent = np.swapaxes(parent_world, 1, 2)
+        target = np.einsum("tij,tj->ti", to_parent, self.observed[:, group[0]])
+        valid = np.all(np.isfinite(target), axis=-1)
+        target = np.where(valid[:, None], target, self.rest[group[0]])
+        swing = _swing(self.rest[group[0]], target)
+        sine = np.zeros(len(target))
+        cosine = np.zeros(len(target))
+        for grandchild, reference in self._twist_references(group):
+            turned = swing @ reference
+            seen = _perpendicular(np.einsum("tij,tj->ti", to_parent, self.observed[:, grandchild]), target)
+            seen = np.nan_to_num(seen)
+            sine += np.einsum("ti,ti->t", target, np.cross(turned, seen))
+            cosine += np.einsum("ti,ti->t", turned, seen)
+        observable = valid & (np.hypot(sine, cosine) > _PLANE_OBSERVABLE)
+        twist = _forward_fill(np.arctan2(sine, cosine), observable, 0.0)
+        return _about(target, twist) @ swing, valid
+
+
+def _bvh_points(positions, skeleton: Skeleton) -> np.ndarray:
+    try:
+        points = np.asarray(positions, dtype=float)
+    except (TypeError, ValueError):
+        raise PosekitError("positions: not a numeric array") from None
+    if points.ndim != 3 or points.shape[1:] != (len(skeleton), 3):
+        raise PosekitError(f"positions: expected (T, {len(skeleton)}, 3) for skeleton "
+                           f"{skeleton.name!r}, got {points.shape}")
+    if len(points) == 0:
+        raise PosekitError("positions: no frames (T == 0)")
+    if np.isinf(points).any():
+        raise PosekitError("positions: infinite values (use NaN for missing joints)")
+    if np.isnan(points).all():
+        raise PosekitError("positions: every value is NaN")
+    return points @ CAMERA_TO_Y_UP.T
+
+
+def _bvh_name(name: str) -> str:
+    if not name or re.search(r"[\s{}#]", name):
+        raise PosekitError(f"joint name {name!r} cannot be written to BVH (whitespace, braces or '#')")
+    return name
+
+
+def _offset_line(indent: str, offset) -> str:
+    return f"{indent}OFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}\n"
+
+
+def write_bvh(path, positions, skeleton="h36m17", fps: float = 30.0, *,
+              root_translation=None) -> None:
+    """Write joint positions (T, K, 3) in millimetres, posekit camera axes, as a BVH animation.
+
+    Axes: the file is Y-up as BVH tools expect, ``(X, Y, Z) = (x, -y, -z)`` of the camera axes
+    (x right, y down, z forward): X right, Y up, Z toward the camera, right-handed; a person facing the
+    camera faces +Z. Units stay millimetres (in Blender's BVH import, set Scale to 0.001 for metres).
+
+    Hierarchy: ROOT at the skeleton's root joint, one JOINT per joint along ``skeleton.parents``,
+    an End Site after every leaf continuing its bone by a quarter of its length. OFFSETs are the median
+    bone lengths over the sequence along a T-pose rest: unsided bones up, the first bone of a left/right
+    chain sideways (+X left), legs down, arms sideways; the children of a branching joint (pelvis,
+    thorax) keep their median layout around it instead, so a rigid layout is reproduced exactly.
+    CHANNELS: the root ``Xposition Yposition Zposition Zrotation Xrotation Yrotation``; every other
+    joint three rotations (degrees, applied in the listed order: ``Zrotation Yrotation Xrotation`` is
+    Rz Ry Rx), ordered with the axis of its child bone in the middle (``ZYX`` for hips, knees, spine
+    and neck, ``ZXY`` for shoulders, elbows, branching joints and leaves) so that bends past 90
+    degrees keep clean angles; angles are unwrapped over time (no 360-degree jumps).
+
+    Rotations: a joint with one child turns its rest bone onto the observed bone by the smallest
+    rotation, then twists about it to line up its grandchildren (for hips and shoulders, the plane of
+    the leg or arm, so knees and elbows become hinges); a branching joint takes the least-squares
+    rotation of all its child directions, weighting each by the squared position error it causes in
+    the joints it carries. Positions cannot show the twist of a bone whose limb is straight or that
+    has no grandchild: there the previous frame's twist is kept (none at first), and the written
+    positions are the same whatever it is. A missing (NaN) joint keeps the previous frame's local
+    rotation for the joints that need it (the rest pose before any frame has it); nothing NaN is written.
+
+    Only positions relative to the root matter: the root's own position in ``positions`` is not
+    written. root_translation: (T, 3) mm, the root's position in the same camera axes (converted like
+    the positions); default zeros: the root stays at the origin, the motion in place.
+    """
+    skeleton = get_skeleton(skeleton)
+    if skeleton.parents is None:
+        raise PosekitError(f"skeleton {skeleton.name!r} has no kinematic tree ('parents'); "
+                           "BVH needs one")
+    names = [_bvh_name(n) for n in skeleton.joints]
+    points = _bvh_points(positions, skeleton)
+    rate = _check_fps(fps, "write_bvh")
+    num_frames = len(points)
+    if root_translation is None:
+        translation = np.zeros((num_frames, 3))
+    else:
+        try:
+            translation = np.asarray(root_translation, dtype=float)
+        except (TypeError, ValueError):
+            raise PosekitError("root_translation: not a numeric array") from None
+        if translation.shape != (num_frames, 3):
+            raise PosekitError(f"root_translation: expected ({num_frames}, 3), got {translation.shape}")
+        if not np.isfinite(translation).all():
+            raise PosekitError("root_translation: contains NaN or infinite values")
+        translation = translation @ CAMERA_TO_Y_UP.T
+
+    rig = _BvhRig(points, skeleton)
+    offsets = rig.rest * rig.lengths[:, None]
+    lines = ["HIERARCHY\n"]
+
+    def emit(joint: int, depth: int) -> None:
+        indent = "\t" * depth
+        root = depth == 0
+        lines.append(f"{indent}{'ROOT' if root else 'JOINT'} {names[joint]}\n{indent}{{\n")
+        lines.append(_offset_line(indent + "\t", np.zeros(3) if root else offsets[joint]))
+        channels = [f"{axis}rotation" for axis in rig.euler_order(joint)]
+        if root:
+            channels = ["Xposition", "Yposition", "Zposition"] + channels
+        lines.append(f"{indent}\tCHANNELS {len(channels)} {' '.join(channels)}\n")
+        for child in rig.children[joint]:
+            emit(child, depth + 1)
+        if not rig.children[joint]:
+            lines.append(f"{indent}\tEnd Site\n{indent}\t{{\n")
+            lines.append(_offset_line(indent + "\t\t", offsets[joint] * _END_SITE_FRACTION))
+            lines.append(f"{indent}\t}}\n")
+        lines.append(f"{indent}}}\n")
+
+    emit(rig.root, 0)
+    angles = np.concatenate([euler_from_rotation_matrix(rig.local[:, j], rig.euler_order(j))
+                             for j in rig.order], axis=1)
+    angles = np.unwrap(angles, period=360.0, axis=0)
+    table = np.concatenate([translation, angles], axis=1)
+    lines.append(f"MOTION\nFrames: {num_frames}\nFrame Time: {1.0 / rate:.9g}\n")
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(lines)
+            np.savetxt(handle, table, fmt="%.6f")
+    except OSError as exc:
+        raise PosekitError(f"{path}: cannot write the BVH file ({exc.strerror or type(exc).__name__})"
+                           ) from None
+
+
 __all__ = ["CMU_UNITS_TO_MM", "CMU_AMC_FPS", "INCH_TO_MM", "BvhMotion", "read_bvh", "bvh_positions",
            "is_synthetic_tpose", "rebuild_bvh_offsets", "AsfBone", "AsfSkeleton", "read_asf",
            "AmcMotion", "read_amc", "asf_amc_positions", "read_mocap", "NrsfmSequence",
-           "read_nrsfm_mat"]
+           "read_nrsfm_mat", "write_bvh", "CAMERA_TO_Y_UP"]
