@@ -97,15 +97,16 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 - 3x3 - 1x1 (x4 expansion) residual unit of the stem's ``layer1``."""
+    """1x1 - 3x3 - 1x1 (x4 expansion) residual unit: HRNet's stem ``layer1`` and the ResNet layers
+    (posekit.models.resnet), which stride on the 3x3 conv as the reference and torchvision do."""
 
     expansion = 4
 
-    def __init__(self, in_channels: int, channels: int, downsample: nn.Module | None = None):
+    def __init__(self, in_channels: int, channels: int, downsample: nn.Module | None = None, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, channels, 1, bias=False)
         self.bn1 = _bn(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
         self.bn2 = _bn(channels)
         self.conv3 = nn.Conv2d(channels, channels * 4, 1, bias=False)
         self.bn3 = _bn(channels * 4)
@@ -234,9 +235,9 @@ class PoseHRNet(HRNetBackbone):
 
 
 def init_pose_weights(module: nn.Module) -> None:
-    """The reference initialisation: conv weights N(0, 0.001), biases 0, BN weight 1 / bias 0."""
+    """The reference initialisation: conv and deconv weights N(0, 0.001), biases 0, BN weight 1 / bias 0."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, std=0.001)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -1,12 +1,14 @@
 """Build the 2D heatmap models by name or config, and load checkpoints into them.
 
-Names: ``hrnet-w32``, ``hrnet-w48``, ``hrnet-w18-small`` (plain HRNet with its 1x1 heatmap layer)
-and ``ditn-w32``, ``ditn-w48``, ``ditn-w18-small`` (HRNet backbone + DITN head). A config is a dict
-with ``name`` plus ``skeleton`` (default ``coco17``), ``num_joints`` (HRNet only, instead of a
-skeleton), ``ablation`` (DITN, Table 5: ``mtl``, ``mtl+ditm``, ``mtl+ditm+cab``, ``mtl+ditm+sab``,
-``full``) and any :class:`posekit.models.ditn.DITNHead` option (``ditm``, ``cab``, ``sab``,
-``merge``, ``adaptive_conv``, ``adapter_kernel``, ``kernel_size``, ``adapter_bn_relu``,
-``attention_bn_relu``, ``decoder_out_bn_relu``). The built model carries the full config as
+Names: ``hrnet-w32``, ``hrnet-w48``, ``hrnet-w18-small`` (plain HRNet with its 1x1 heatmap layer),
+``simplebaseline-r50``, ``-r101``, ``-r152`` (ResNet + deconvolutions + 1x1 heatmap layer) and
+``ditn-w32``, ``ditn-w48``, ``ditn-w18-small``, ``ditn-r50``, ``ditn-r101``, ``ditn-r152`` (that
+backbone + DITN head). A config is a dict with ``name`` plus ``skeleton`` (default ``coco17``),
+``num_joints`` (HRNet and SimpleBaseline only, instead of a skeleton), ``ablation`` (DITN,
+Table 5: ``mtl``, ``mtl+ditm``, ``mtl+ditm+cab``, ``mtl+ditm+sab``, ``full``) and any
+:class:`posekit.models.ditn.DITNHead` option (``ditm``, ``cab``, ``sab``, ``merge``,
+``adaptive_conv``, ``adapter_kernel``, ``kernel_size``, ``adapter_bn_relu``, ``attention_bn_relu``,
+``decoder_out_bn_relu``, ``attention_gamma``). The built model carries the full config as
 ``model.posekit_config`` so it can be stored beside the weights.
 """
 from __future__ import annotations
@@ -20,11 +22,13 @@ from torch import nn
 
 from posekit.errors import PosekitError
 from posekit.models.ditn import DITN, DITNHead
-from posekit.models.hrnet import ARCHS, PoseHRNet, convert_mmpose_hrnet
+from posekit.models.hrnet import ARCHS, PoseHRNet, backbone_state, convert_mmpose_hrnet
+from posekit.models.resnet import DECONV_PREFIX, RESNET_LAYERS, PoseResNet, ResNet, resnet_backbone_state
 from posekit.skeletons import Skeleton, get_skeleton
 
-FAMILIES = ("hrnet", "ditn")
-MODEL_NAMES = tuple(f"{family}-{arch}" for family in FAMILIES for arch in ARCHS)
+BACKBONES = {"hrnet": tuple(ARCHS), "simplebaseline": tuple(RESNET_LAYERS), "ditn": (*ARCHS, *RESNET_LAYERS)}
+FAMILIES = tuple(BACKBONES)
+MODEL_NAMES = tuple(f"{family}-{arch}" for family, archs in BACKBONES.items() for arch in archs)
 ABLATIONS = {
     "mtl": dict(ditm=False, cab=False, sab=False),
     "mtl+ditm": dict(ditm=True, cab=False, sab=False),
@@ -36,7 +40,7 @@ HEAD_OPTIONS = tuple(p for p in inspect.signature(DITNHead.__init__).parameters
                      if p not in ("self", "in_channels", "skeleton"))
 # The papers' input crops per keypoint set (height, width); other sets default to COCO's.
 DEFAULT_INPUT = {"mpii16": (256, 256)}
-STRIDE = 32  # HRNet's lowest-resolution branch; input sides must be multiples of it.
+STRIDE = 32  # HRNet's lowest-resolution branch, ResNet's layer4; input sides must be multiples of it.
 
 
 def build_model(spec: str | dict, **overrides) -> nn.Module:
@@ -53,12 +57,12 @@ def build_model(spec: str | dict, **overrides) -> nn.Module:
     skeleton_spec = options.pop("skeleton", "coco17")
     skeleton = get_skeleton(skeleton_spec)
     num_joints = options.pop("num_joints", None)
-    if family == "hrnet":
+    if family in ("hrnet", "simplebaseline"):
         if options:
             raise PosekitError(f"model {name}: unknown option(s) {', '.join(sorted(options))}; "
                                "known: skeleton, num_joints")
         joints = len(skeleton) if num_joints is None else _positive_int("num_joints", num_joints)
-        model = PoseHRNet(arch, joints)
+        model = PoseHRNet(arch, joints) if family == "hrnet" else PoseResNet(arch, joints)
     else:
         if num_joints is not None and num_joints != len(skeleton):
             raise PosekitError(f"model {name}: num_joints={num_joints} but skeleton {skeleton.name!r} has "
@@ -178,6 +182,32 @@ def load_weights(model: nn.Module, state_dict: dict, source: str = "checkpoint")
     counters_absent = not any(k.endswith("num_batches_tracked") for k in state_dict)
     missing = [k for k in result.missing_keys if not (counters_absent and k.endswith("num_batches_tracked"))]
     return {"missing_keys": missing, "unexpected_keys": list(result.unexpected_keys)}
+
+
+def load_pretrained_backbone(model: nn.Module, state_dict: dict, source: str = "pretrained") -> dict[str, list[str]]:
+    """Initialise a model's backbone (``model.backbone``, else the model itself) from pretrained
+    weights; returns :func:`load_weights`' report.
+
+    Takes ImageNet classifiers (HRNet's ``hrnet_w32-36af842e.pth``, torchvision's ``resnet50``) and pose
+    checkpoints (reference, ``backbone.``-prefixed, posekit's); their heads are left out. Every
+    backbone weight must be in the file, except SimpleBaseline's deconvolutions when the file has
+    none of them (an ImageNet ResNet): those keep their initialisation."""
+    backbone = getattr(model, "backbone", model)
+    if isinstance(backbone, ResNet):
+        kind, select = "ResNet", resnet_backbone_state
+    else:
+        kind, select = "HRNet", backbone_state
+    wanted = select(state_dict)
+    if not wanted:
+        raise PosekitError(f"{source}: no {kind} backbone weights in this file")
+    report = load_weights(backbone, wanted, source=source)
+    deconv_optional = not any(k.startswith(DECONV_PREFIX) for k in wanted)
+    needed = select(backbone.state_dict())
+    missing = [k for k in report["missing_keys"]
+               if k in needed and not (deconv_optional and k.startswith(DECONV_PREFIX))]
+    if missing:
+        raise PosekitError(f"{source}: backbone weight {missing[0]} is missing ({len(missing)} in all)")
+    return report
 
 
 def _positive_int(name: str, value) -> int:
