@@ -27,6 +27,7 @@ def calibrate(model, size, seed=0):
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
             m.momentum = None
     model.train()
     with torch.no_grad():

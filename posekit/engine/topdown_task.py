@@ -1,10 +1,11 @@
-"""``task: topdown2d``: heatmap pose models (HRNet, DITN) trained on person crops.
+"""``task: topdown2d``: heatmap pose models (HRNet, SimpleBaseline, DITN) trained on person crops.
 
 Config sections (every value below has a default except the paths and the model name):
 
 * ``model``: ``name`` (see :func:`posekit.models.registry.build_model`), ``options`` passed to it,
-  ``pretrained``: ImageNet backbone weights (HRNet's ``hrnet_w32-36af842e.pth``) loaded into the
-  backbone before training.
+  ``pretrained``: ImageNet backbone weights (HRNet's ``hrnet_w32-36af842e.pth``, torchvision's
+  ``resnet50-19c8e357.pth``) loaded into the backbone before training
+  (:func:`posekit.models.registry.load_pretrained_backbone`).
 * ``codec``: ``input_size`` and ``heatmap_size`` as [width, height], ``sigma``, ``bone_sigma``,
   ``dark`` (decoding). Bone targets are made when the loss has a bone term.
 * ``loss``: :class:`posekit.models.losses.DITNLoss` options (``bone: null`` is HRNet's plain loss).
@@ -127,22 +128,13 @@ class TopDown2DTask(Task):
 
     # -- model -----------------------------------------------------------------------------------
     def build_model(self):
-        from posekit.models.hrnet import backbone_state
-        from posekit.models.registry import build_model, load_weights, read_state_dict
+        from posekit.models.registry import build_model, load_pretrained_backbone, read_state_dict
 
         spec = self.config["model"]
         model = build_model({"name": spec["name"], "skeleton": self.skeleton.name, **spec["options"]})
         if spec["pretrained"] is not None:
             state, _ = read_state_dict(spec["pretrained"])
-            backbone = getattr(model, "backbone", model)
-            wanted = backbone_state(state)
-            if not wanted:
-                raise PosekitError(f"{spec['pretrained']}: no HRNet backbone weights in this file")
-            report = load_weights(backbone, wanted, source=spec["pretrained"])
-            missing = [k for k in report["missing_keys"] if k in backbone_state(backbone.state_dict())]
-            if missing:
-                raise PosekitError(f"{spec['pretrained']}: backbone weight {missing[0]} is missing "
-                                   f"({len(missing)} in all)")
+            load_pretrained_backbone(model, state, source=str(spec["pretrained"]))
         return model
 
     def load_weights(self, model, state_dict, source):
@@ -233,6 +225,7 @@ class TopDown2DTask(Task):
     def _score_coco(self, points, scores, out_dir) -> dict:
         from posekit.data.coco import write_coco_results
         from posekit.metrics.coco import coco_keypoint_eval
+        from posekit.metrics.pck import pck_bbox
 
         gt, persons, dataset = self._val
         settings = self.config["eval"]
@@ -252,7 +245,12 @@ class TopDown2DTask(Task):
                              meta={"category_id": gt.meta.get("category_id", 1)})
         if out_dir is not None:
             write_coco_results(pred, Path(out_dir) / "keypoint_results.json")
-        return coco_keypoint_eval(gt, pred)
+        metrics = coco_keypoint_eval(gt, pred)
+        if self.config["data"]["val"]["boxes"] is None:  # one prediction per annotated person
+            for thr in (0.1, 0.2):
+                metrics[f"PCK@{thr}"] = pck_bbox(points, persons.keypoints, persons.visibility > 0,
+                                                 persons.boxes, thr)[1]
+        return metrics
 
     def _score_mpii(self, points, out_dir) -> dict:
         from posekit.metrics.pck import pckh

@@ -1,6 +1,7 @@
 """DITN: human pose estimation via dynamic information transfer (Li et al., Electronics 2023, 12, 695).
 
-An HRNet backbone's highest-resolution feature (C channels, stride 4) feeds two residual decoders,
+A backbone's stride-4 feature (C channels: HRNet's highest-resolution branch, C = 32 for W32, or
+SimpleBaseline's deconvolution output, C = 256 for the ResNet-50 of Tables 6-7) feeds two residual decoders,
 one giving a map per joint (F_J) and one a map per bone (F_B, also the predicted bone heatmaps).
 Each bone b = (i, j) of the skeleton forms a group: the joint maps of i and j (2 channels) and the
 bone map repeated twice. A per-group parameter adapter turns the bone group into a dynamic kernel
@@ -15,6 +16,8 @@ the reading that fits the text, the equations and the parameter/FLOP counts of T
 * Decoders (Table 8 vs text): 1x1 conv C->2C, 3x3 conv 2C->C, residual add, ReLU, 1x1 output conv
   for both branches ("expanded to 2C"; 21.2 k parameters each only fit 2C). The output conv is a
   plain conv with bias like HRNet's final layer; ``decoder_out_bn_relu=True`` adds Table 8's BN+ReLU.
+* ResNet backbone (Tables 6-7; the paper does not describe it): SimpleBaseline's three
+  deconvolutions stay in the backbone and the decoders read their output, C = 256 (2C = 512).
 * Groups: one per ``skeleton.bones`` entry (MPII: the 15 tree edges, COCO: the 19 annotation links).
 * Transfer conv K_1 (Table 8 "16->16, Nums 15" fits neither reading): a 1x1 conv 2->2 per group.
 * Adapter: per group conv3x3 s2 p0 -> maxpool 2 -> conv3x3 -> maxpool 2 -> conv3x3, 2->2 channels,
@@ -33,6 +36,11 @@ the reading that fits the text, the equations and the parameter/FLOP counts of T
 * Spatial attention (Eq. 5 and Table 8): 3x3 conv+BN+ReLU, 1x1 conv+BN+ReLU, depthwise 9x9 conv,
   sigmoid. Table 8 puts BN+ReLU on the conv before each sigmoid, which confines the weights to
   [0.5, 1): ``attention_bn_relu`` (default off: plain conv with bias there).
+* Initial BN scale of the attention blocks' K_3 (``attention_gamma``, default 0.01; the paper is
+  silent). K_3 carries the heatmap signal itself, and its BN (Table 8) renormalises the near-zero
+  maps of a fresh head to unit variance as soon as the first update lifts their variance above BN's
+  epsilon: with gamma = 1 the focal-L2 loss jumps from 0.003 to 45 at step 2 and the gradient norm
+  to 8e4. A small gamma starts the blocks near the small outputs of HRNet's initialisation.
 * Merge of the 2B group channels into K joint maps (unstated): ``merge="mean"`` averages the
   channels that carry the same joint (each joint sits in 1-4 groups); ``"learned"`` is a 1x1 conv
   initialised to that mean. A joint in no bone keeps its decoder map.
@@ -48,6 +56,7 @@ from torch import nn
 from posekit.errors import PosekitError
 from posekit.models.hrnet import HRNetBackbone, HRNetSpec, init_pose_weights
 from posekit.models.ops import conv_bn_relu, dynamic_depthwise_conv2d
+from posekit.models.resnet import RESNET_LAYERS, SimpleBaselineBackbone
 from posekit.skeletons import Skeleton, get_skeleton
 
 MERGES = ("mean", "learned")
@@ -92,11 +101,13 @@ class ParameterAdapter(nn.Module):
 class GroupChannelAttention(nn.Module):
     """Eq. (4) per group: f = K3(x); out = (1 + sigmoid(K1(avgpool(f)))) * f."""
 
-    def __init__(self, num_groups: int, bn_relu: bool = False):
+    def __init__(self, num_groups: int, bn_relu: bool = False, gamma: float = 0.01):
         super().__init__()
         c = 2 * num_groups
         self.residual = conv_bn_relu(c, c, 3, groups=num_groups)
         self.excite = conv_bn_relu(c, c, 1, groups=num_groups, bn=bn_relu, relu=bn_relu)
+        init_pose_weights(self)
+        nn.init.constant_(self.residual[1].weight, gamma)
 
     def forward(self, x):
         f = self.residual(x)
@@ -106,11 +117,13 @@ class GroupChannelAttention(nn.Module):
 class SpatialAttention(nn.Module):
     """Eq. (5): f = K3(x); out = (1 + sigmoid(DW9(K1(f)))) * f, over all joint channels at once."""
 
-    def __init__(self, channels: int, bn_relu: bool = False, kernel_size: int = 9):
+    def __init__(self, channels: int, bn_relu: bool = False, kernel_size: int = 9, gamma: float = 0.01):
         super().__init__()
         self.residual = conv_bn_relu(channels, channels, 3)
         self.mix = conv_bn_relu(channels, channels, 1)
         self.spatial = conv_bn_relu(channels, channels, kernel_size, groups=channels, bn=bn_relu, relu=bn_relu)
+        init_pose_weights(self)
+        nn.init.constant_(self.residual[1].weight, gamma)
 
     def forward(self, x):
         f = self.residual(x)
@@ -125,7 +138,8 @@ class DITNHead(nn.Module):
     def __init__(self, in_channels: int, skeleton: Skeleton | str, *, ditm: bool = True, cab: bool = True,
                  sab: bool = True, merge: str = "mean", adaptive_conv: str = "full",
                  adapter_kernel: str = "square", kernel_size: int = 7, adapter_bn_relu: bool = False,
-                 attention_bn_relu: bool = False, decoder_out_bn_relu: bool = False):
+                 attention_bn_relu: bool = False, decoder_out_bn_relu: bool = False,
+                 attention_gamma: float = 0.01):
         super().__init__()
         skeleton = get_skeleton(skeleton)
         _check_choice("merge", merge, MERGES)
@@ -134,6 +148,8 @@ class DITNHead(nn.Module):
         if cab and not ditm:
             raise PosekitError("DITN: the channel attention block (cab) refines the DITM output; "
                                "it needs ditm=True")
+        if not attention_gamma > 0:
+            raise PosekitError(f"DITN: attention_gamma must be positive, got {attention_gamma}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise PosekitError(f"DITN: kernel_size must be a positive odd number, got {kernel_size}")
         bones = skeleton.bone_array
@@ -163,8 +179,7 @@ class DITNHead(nn.Module):
                 self.transfer.weight.copy_(torch.eye(2).repeat(num_bones, 1)[:, :, None, None])
                 self.transfer.bias.zero_()
             if cab:
-                self.channel_attention = GroupChannelAttention(num_bones, attention_bn_relu)
-                init_pose_weights(self.channel_attention)
+                self.channel_attention = GroupChannelAttention(num_bones, attention_bn_relu, attention_gamma)
             if merge == "learned":
                 self.merge = nn.Conv2d(2 * num_bones, num_joints, 1)
                 with torch.no_grad():
@@ -173,8 +188,7 @@ class DITNHead(nn.Module):
             else:
                 self.register_buffer("merge_weight", mean[:, :, None, None], persistent=False)
         if sab:
-            self.spatial_attention = SpatialAttention(num_joints, attention_bn_relu)
-            init_pose_weights(self.spatial_attention)
+            self.spatial_attention = SpatialAttention(num_joints, attention_bn_relu, gamma=attention_gamma)
 
     def dynamic_kernels(self, bone_maps: torch.Tensor) -> torch.Tensor:
         """theta (N, 2B, kh, kw) from the bone maps (N, B, h, w)."""
@@ -222,12 +236,19 @@ def adaptive_conv(joint_groups: torch.Tensor, theta: torch.Tensor, mode: str = "
 
 
 class DITN(nn.Module):
-    """HRNet backbone + :class:`DITNHead`. ``forward(images)`` -> heatmaps and bone heatmaps."""
+    """Backbone + :class:`DITNHead`. ``forward(images)`` -> heatmaps and bone heatmaps.
+
+    ``arch``: an HRNet (``w32``, ``w48``, ``w18-small`` or an :class:`HRNetSpec`; the head reads its
+    highest-resolution branch) or a ResNet depth (``r50``, ``r101``, ``r152``; the head reads the
+    256-channel output of SimpleBaseline's deconvolutions, which belong to the backbone here)."""
 
     def __init__(self, skeleton: Skeleton | str = "coco17", arch: str | HRNetSpec = "w32", **head_options):
         super().__init__()
-        self.backbone = HRNetBackbone(arch)
-        init_pose_weights(self.backbone)
+        if isinstance(arch, str) and arch in RESNET_LAYERS:
+            self.backbone = SimpleBaselineBackbone(arch)
+        else:
+            self.backbone = HRNetBackbone(arch)
+            init_pose_weights(self.backbone)
         self.head = DITNHead(self.backbone.out_channels, skeleton, **head_options)
         self.num_joints = self.head.num_joints
 
