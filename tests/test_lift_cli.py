@@ -9,9 +9,9 @@ from posekit.data.synthetic.pairs import random_camera
 from posekit.errors import PosekitError
 from posekit.lift import DEFAULT_WEIGHTS, lift_sequence, load_lifter
 from posekit.lift.io import read_lift_input
-from posekit.lift.model import bone_lengths_mm, normalize_keypoints
+from posekit.lift.model import bone_lengths_mm, mirror_inputs, mirror_pose, normalize_keypoints
 from posekit.lift.task import h36m_positions
-from posekit.metrics.pose3d import p_mpjpe
+from posekit.metrics.pose3d import mpjpe, p_mpjpe
 from posekit.skeletons import get_skeleton
 
 SKELETON = get_skeleton("h36m17")
@@ -142,3 +142,39 @@ def test_projector_is_consistent_with_the_camera(lifter, shared_mocap):
                 projected = model.projector.project(gt.flatten(1)).reshape(-1, 17, 2).numpy()
             errors.append(np.linalg.norm(projected - target, axis=-1).mean())
         assert errors[0] < 0.15 and errors[0] < errors[1] / 2
+
+
+def test_mirrored_input_is_the_input_of_the_mirrored_image():
+    rng = np.random.default_rng(3)
+    pixels = rng.uniform(100, 500, (4, 17, 2))
+    scores = rng.uniform(0.2, 1.0, (4, 17))
+    scores[1, 5] = 0.0
+    width, height = 640, 480
+    flip = [SKELETON.index(n.replace("left_", "@").replace("right_", "left_").replace("@", "right_"))
+            for n in SKELETON.joints]  # swap sides by name
+    mirrored = pixels[:, flip].copy()
+    mirrored[..., 0] = (width - 1) - mirrored[..., 0]
+    direct = torch.from_numpy(normalize_keypoints(pixels, scores, (width, height)))
+    expected = normalize_keypoints(mirrored, scores[:, flip], (width, height))
+    np.testing.assert_allclose(mirror_inputs(direct).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(mirror_inputs(mirror_inputs(direct)).numpy(), direct.numpy())
+    pose = rng.standard_normal((4, 17, 3))
+    expected_pose = pose[:, flip] * np.array([-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(mirror_pose(pose), expected_pose)
+
+
+def test_flip_test_averages_the_mirrored_sequence(lifter, shared_mocap):
+    model, settings = lifter
+    pixels, truth = real_view(shared_mocap, frames=40)
+    scores = np.ones(pixels.shape[:2])
+    flip = list(SKELETON.flip_indices)
+    mirrored = pixels[:, flip].copy()
+    mirrored[..., 0] = 999 - mirrored[..., 0]
+    direct = lift_sequence(model, pixels, scores, (1000, 1000), correct=False, flip=False)["keypoints_3d"]
+    other = lift_sequence(model, mirrored, scores, (1000, 1000), correct=False, flip=False)["keypoints_3d"]
+    other = other[:, flip] * np.array([-1.0, 1.0, 1.0])
+    both = lift_sequence(model, pixels, scores, (1000, 1000), correct=False)["keypoints_3d"]
+    np.testing.assert_allclose(both, (direct + other) / 2, atol=1e-3)
+    root = SKELETON.index("pelvis")
+    gt = truth - truth[:, root:root + 1]
+    assert mpjpe(both, gt) <= 0.5 * (mpjpe(direct, gt) + mpjpe(other, gt)) + 1e-6

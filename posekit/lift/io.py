@@ -5,6 +5,15 @@ Input keys: ``keypoints`` (T, K, 2) pixels in the skeleton's joint order (h36m17
 (width, height) pixels. Output keys: ``keypoints_3d`` (T, K, 3) millimetres, root-relative (pelvis at 0),
 camera axes (x right, y down, z forward); ``keypoints_3d_uncorrected`` (the projector's output before the
 test-time correction), ``corrected`` (T,) bool (frames whose correction was kept), ``skeleton``.
+
+The 3D poses of a video's tracks (``posekit lift --input <stem>.json``, ``posekit video --3d``) are one
+row per person per frame, like the video CSV, so that ``rows = data["track_id"] == 3`` selects one
+person's trajectory without any padding: ``track_id``, ``frame`` (video frame index), ``time`` (s)
+(N,); ``keypoints_3d``, ``keypoints_3d_uncorrected`` (N, 17, 3) mm as above; ``corrected`` (N,);
+``keypoints_2d`` (N, 17, 2) pixels and ``scores_2d`` (N, 17), the lifter's h36m17 input (NaN and 0
+where a joint is unknown); rows sorted by track, then frame. Per file: ``tracks`` (M,) the lifted
+track ids, ``skipped_tracks`` (S,) those too short to lift, ``fps``, ``image_size`` (width, height),
+``skeleton``.
 """
 from __future__ import annotations
 
@@ -72,4 +81,29 @@ def write_lift_output(path, keypoints_3d, uncorrected, corrected, skeleton: str 
         raise PosekitError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
 
 
-__all__ = ["read_lift_input", "write_lift_output"]
+def write_tracks_output(path, lifted) -> None:
+    """Write the 3D poses of a video's tracks, a :class:`posekit.lift.tracks.LiftedTracks` (layout in the
+    module notes)."""
+    path = Path(path)
+    tracks = lifted.tracks
+
+    def rows(name: str, dtype) -> np.ndarray:
+        return np.concatenate([np.asarray(getattr(t, name), dtype=dtype) for t in tracks])
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, track_id=np.concatenate([np.full(len(t.frames), t.track_id, dtype=np.int64) for t in tracks]),
+                 frame=rows("frames", np.int64), time=rows("times", np.float64),
+                 keypoints_3d=rows("keypoints_3d", np.float32),
+                 keypoints_3d_uncorrected=rows("uncorrected", np.float32),
+                 corrected=rows("corrected", bool), keypoints_2d=rows("keypoints_2d", np.float32),
+                 scores_2d=rows("scores", np.float32),
+                 tracks=np.array([t.track_id for t in tracks], dtype=np.int64),
+                 skipped_tracks=np.array(sorted(lifted.skipped), dtype=np.int64),
+                 fps=np.float64(lifted.poses.fps), image_size=np.array(lifted.poses.image_size, dtype=np.int64),
+                 skeleton=np.array("h36m17"))
+    except OSError as exc:
+        raise PosekitError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
+
+
+__all__ = ["read_lift_input", "write_lift_output", "write_tracks_output"]

@@ -58,6 +58,25 @@ def normalize_keypoints(keypoints, scores, image_size, skeleton=SKELETON) -> np.
     return np.concatenate([flat, np.where(visible, sc, 0.0).clip(0, 1), offset], axis=-1).astype(np.float32)
 
 
+def mirror_inputs(inputs: torch.Tensor, skeleton=SKELETON) -> torch.Tensor:
+    """The network input of the horizontally mirrored image: x negated, left and right joints swapped
+    (scores too), the root's horizontal offset negated (layout of :func:`normalize_keypoints`)."""
+    flip = torch.as_tensor(get_skeleton(skeleton).flip_indices, device=inputs.device)
+    joints = len(flip)
+    coords = inputs[..., :2 * joints].unflatten(-1, (joints, 2)).index_select(-2, flip)
+    coords = coords * torch.tensor([-1.0, 1.0], device=inputs.device, dtype=inputs.dtype)
+    scores = inputs[..., 2 * joints:3 * joints].index_select(-1, flip)
+    offset = inputs[..., 3 * joints:] * torch.tensor([-1.0, 1.0], device=inputs.device, dtype=inputs.dtype)
+    return torch.cat([coords.flatten(-2), scores, offset], dim=-1)
+
+
+def mirror_pose(pose: np.ndarray, skeleton=SKELETON) -> np.ndarray:
+    """A 3D pose (..., K, 3) in camera axes seen in the mirrored image: x negated, left/right swapped."""
+    mirrored = np.asarray(pose)[..., list(get_skeleton(skeleton).flip_indices), :].copy()
+    mirrored[..., 0] *= -1
+    return mirrored
+
+
 def input_size(joints: int) -> int:
     return 3 * joints + 2
 

@@ -32,7 +32,8 @@ Squared errors are summed over joints and coordinates and averaged over frames; 
 The 2D terms are weighted by ``projection_weight`` (the paper adds the terms unweighted, 1.0; a smaller
 weight keeps the still-untrained Psi_P from pulling Psi_C away from the 3D ground truth).
 
-Metrics (lower is better, mm): ``{mpjpe, p_mpjpe, n_mpjpe, mpjve}_{clean, noisy}`` for the full model
+With ``val.flip`` (default) every output is averaged with that of the mirrored sequence, mirrored
+back (test-time flip augmentation, posekit's addition). Metrics (lower is better, mm): ``{mpjpe, p_mpjpe, n_mpjpe, mpjve}_{clean, noisy}`` for the full model
 (test-time correction), with suffix ``_nossc`` for Psi_C without test-time correction and ``_transformer``
 for the transformer's output p3d; ``_single`` (``val.single_frame``) runs every frame alone.
 """
@@ -51,7 +52,7 @@ from posekit.engine.tasks import Task
 from posekit.errors import PosekitError
 from posekit.lift import build_lifter
 from posekit.lift.correction import CorrectionSettings, self_supervised_correction
-from posekit.lift.model import METRES, SKELETON, normalize_keypoints
+from posekit.lift.model import METRES, SKELETON, mirror_inputs, mirror_pose, normalize_keypoints
 from posekit.metrics.pose3d import mpjpe, mpjve, n_mpjpe, p_mpjpe
 from posekit.skeletons import convert_keypoints, get_skeleton
 
@@ -105,6 +106,7 @@ SCHEMA = {
             "noise": NOISE_SCHEMA,
             "single_frame": Field("bool", False, doc="also evaluate frame by frame (state reset)"),
             "correction": Field("bool", True, doc="evaluate with test-time correction"),
+            "flip": Field("bool", True, doc="average with the mirrored sequence (test-time flip)"),
         },
     },
 }
@@ -293,22 +295,36 @@ class Lift3DTask(Task):
 
     def predict(self, model, batch: dict) -> list:
         inputs, target = batch["inputs"], batch["target"][0].cpu().numpy()
-        joints = target.shape[1]
         record = {"kind": batch["kind"], "trial": batch["trial"], "target": target}
+        outputs = self._outputs(model, inputs)
+        if self.config["data"]["val"]["flip"]:
+            mirrored = self._outputs(model, mirror_inputs(inputs, SKELETON))
+            for key, pose in mirrored.items():
+                if key != "discarded":
+                    outputs[key] = (outputs[key] + mirror_pose(pose, SKELETON)) / 2
+            if "discarded" in outputs:
+                outputs["discarded"] = outputs["discarded"] | mirrored["discarded"]
+        return [record | outputs]
+
+    def _outputs(self, model, inputs: torch.Tensor) -> dict:
+        """The transformer's p3d, Psi_C's output (``nossc``), the corrected pose (``ssc``) and the
+        frame-by-frame p3d (``single``) of one sequence (1, T, 3K + 2), as (T, K, 3) metres."""
+        joints = (inputs.shape[-1] - 2) // 3
+        out = {}
         p3d, _ = model.transformer(inputs)
         p3d = p3d[0]
-        record["transformer"] = p3d.cpu().numpy()
-        record["nossc"] = model.projector.correct(p3d.flatten(1)).reshape(p3d.shape).cpu().numpy()
+        out["transformer"] = p3d.cpu().numpy()
+        out["nossc"] = model.projector.correct(p3d.flatten(1)).reshape(p3d.shape).cpu().numpy()
         if self.config["data"]["val"]["correction"]:
             result = self_supervised_correction(
                 copy.deepcopy(model.projector).cpu(), p3d.cpu(), inputs[0, :, :2 * joints].cpu().reshape(-1, joints, 2),
                 inputs[0, :, 2 * joints:3 * joints].cpu(), self.correction_settings(), SKELETON)
-            record["ssc"] = result["pose"]
-            record["discarded"] = result["discarded"]
+            out["ssc"] = result["pose"]
+            out["discarded"] = result["discarded"]
         if self.config["data"]["val"]["single_frame"]:
             single, _ = model.transformer(inputs[0][:, None])
-            record["single"] = single[:, 0].cpu().numpy()
-        return [record]
+            out["single"] = single[:, 0].cpu().numpy()
+        return out
 
     def score(self, records: list, out_dir: Path | None) -> dict:
         return score_records(records)
