@@ -43,6 +43,39 @@ person keeps it a plain table: ``pandas.read_csv`` then ``df[df.track_id == 3]``
 trajectory, and a spreadsheet filters it the same way. Frames without persons have no rows.
 
 ``<stem>.mp4``: the video with skeletons, boxes and track ids drawn (``mp4v`` codec).
+
+:func:`lift_video` (``posekit video --3d``) then lifts every track of ``<stem>.json`` to 3D
+(:func:`posekit.lift.tracks.lift_tracks`: h36m17 joints, tracks seen in fewer than 5 frames skipped, gaps
+of up to 10 frames bridged) and writes beside it:
+
+``<stem>_3d.json``::
+
+    {"format": "posekit.video3d", "version": 1, "source": "<stem>.json",
+     "video": {as in <stem>.json},
+     "skeleton": {"name": "h36m17", "joints": [names], "bones": [[joint, joint], ...]},
+     "units": "mm", "axes": "camera: x right, y down, z forward; root-relative (pelvis at 0)",
+     "settings": {"correction", "min_frames", "max_gap"},
+     "tracks": [{"track_id", "frames", "first", "last", "segments"}, ...],
+     "skipped_tracks": [{"track_id", "frames"}, ...],
+     "frames": [{"index", "time", "persons": [{"track_id", "keypoints": [[x, y, z], ...],
+                 "corrected"}, ...]}, ...]}
+
+  ``frames`` lists the frames of ``<stem>.json``, each with the lifted persons seen in it (a skipped
+  track's persons are absent); joints in millimetres to 0.1; ``corrected``: the test-time correction of
+  that frame was kept; ``tracks[].frames``: how many frames the track was seen in, ``first``/``last``
+  its first and last frame index, ``segments`` the lifter runs (a gap of more than 10 frames starts one).
+
+``<stem>_3d.csv``: one row per lifted person per frame, columns ``frame, time, track_id`` then
+``<joint>_x, <joint>_y, <joint>_z`` (mm) for the 17 joints.
+
+``<stem>_3d.npz``: the same poses as arrays, one row per person per frame (layout in
+:mod:`posekit.lift.io`), as ``posekit lift --input <stem>.json`` writes.
+
+``<stem>_3d.mp4`` and ``<stem>_3d.html``: the tracks' 3D skeletons animated side by side
+(:mod:`posekit.viz.skeleton3d`); ``<stem>_track<id>.bvh``: one BVH animation per lifted track
+(:func:`posekit.data.mocap.write_bvh`), at the video's frame rate from the track's first frame to its
+last, frames where the track was unseen holding the previous pose, the root in place (poses are
+root-relative).
 """
 from __future__ import annotations
 
@@ -60,6 +93,7 @@ import numpy as np
 from posekit.detect.boxes import iou_matrix
 from posekit.errors import PosekitError
 from posekit.io.video import Frame, FrameSkippedWarning, VideoInfo, VideoWriter, open_video
+from posekit.skeletons import get_skeleton
 from posekit.track.smoothing import PoseSmoother
 from posekit.track.tracker import DEFAULT_SIGMA, Tracker, suppress_duplicates
 
@@ -370,5 +404,118 @@ def process_video(input, out_dir, estimator=None, *, smooth: bool = True,
     return summary
 
 
-__all__ = ["process_video", "PoseTracker", "VideoSummary", "PoseJsonWriter", "PoseCsvWriter",
-           "DEFAULT_DETECT_EVERY"]
+# ---- 3D: every track lifted ------------------------------------------------------------------------
+
+MILLIMETRE_DECIMALS = 1
+
+
+@dataclass
+class Video3DSummary:
+    source: str            # the 2D JSON
+    tracks: int            # tracks lifted
+    skipped: int           # tracks too short to lift
+    frames: int            # video frames listed in the 2D JSON
+    poses: int             # persons lifted, over all frames
+    seconds: float         # wall time: loading the lifter, lifting and writing every 3D file
+    paths: list[Path]      # npz, json, csv, mp4, html, then one BVH per track
+
+    def line(self) -> str:
+        bvh = len(self.paths) - 5
+        return (f"3D: {self.tracks} tracks lifted ({self.skipped} too short), {self.poses} poses, "
+                f"{1000 * self.seconds / self.frames:.0f} ms per frame -> {', '.join(p.name for p in self.paths[:5])}, "
+                f"{bvh} BVH file{'s' * (bvh != 1)}")
+
+
+def _lifted_json(lifted, json_name: str) -> dict:
+    skeleton = get_skeleton("h36m17")
+    poses = lifted.poses
+    by_frame: dict[int, list] = {}
+    for track in lifted.tracks:
+        joints = np.round(track.keypoints_3d.astype(float), MILLIMETRE_DECIMALS).tolist()
+        for frame, keypoints, corrected in zip(track.frames.tolist(), joints, track.corrected.tolist()):
+            by_frame.setdefault(frame, []).append({"track_id": track.track_id, "keypoints": keypoints,
+                                                   "corrected": corrected})
+    return {"format": "posekit.video3d", "version": 1, "source": json_name, "video": poses.video,
+            "skeleton": {"name": skeleton.name, "joints": list(skeleton.joints),
+                         "bones": [[skeleton.joints[a], skeleton.joints[b]] for a, b in skeleton.bones]},
+            "units": "mm", "axes": "camera: x right, y down, z forward; root-relative (pelvis at 0)",
+            "settings": lifted.settings,
+            "tracks": [{"track_id": t.track_id, "frames": len(t.frames), "first": int(t.frames[0]),
+                        "last": int(t.frames[-1]), "segments": t.segments} for t in lifted.tracks],
+            "skipped_tracks": [{"track_id": k, "frames": n} for k, n in sorted(lifted.skipped.items())],
+            "frames": [{"index": index, "time": seconds,
+                        "persons": sorted(by_frame.get(index, []), key=lambda p: p["track_id"])}
+                       for index, seconds in zip(poses.frame_indices.tolist(), poses.frame_times.tolist())]}
+
+
+def _write_lifted_csv(path: Path, lifted) -> None:
+    rows = [(int(frame), float(seconds), track.track_id, pose)
+            for track in lifted.tracks
+            for frame, seconds, pose in zip(track.frames, track.times, track.keypoints_3d)]
+    rows.sort(key=lambda row: (row[0], row[2]))
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["frame", "time", "track_id"]
+                        + [f"{j}_{c}" for j in get_skeleton("h36m17").joints for c in ("x", "y", "z")])
+        for frame, seconds, track_id, pose in rows:
+            writer.writerow([str(frame), f"{seconds:.6f}", str(track_id)]
+                            + [f"{v:.{MILLIMETRE_DECIMALS}f}" for v in np.asarray(pose, float).ravel()])
+
+
+def _track_span(track) -> np.ndarray:
+    """(last - first + 1, 17, 3) poses over the track's whole span, NaN where it was unseen."""
+    span = np.full((int(track.frames[-1] - track.frames[0]) + 1,) + track.keypoints_3d.shape[1:], np.nan)
+    span[track.frames - track.frames[0]] = track.keypoints_3d
+    return span
+
+
+def _frame_bar(desc: str):
+    from tqdm import tqdm
+
+    return lambda frames: tqdm(frames, desc=desc, unit="frame", file=sys.stderr, dynamic_ncols=True)
+
+
+def lift_video(json_path, *, correct: bool = True, weights=None, progress: bool = True) -> Video3DSummary:
+    """3D poses of every track of a video's ``<stem>.json`` (from :func:`process_video`), written
+    beside it as ``<stem>_3d.npz``, ``.json``, ``.csv``, ``.mp4``, ``.html`` and one
+    ``<stem>_track<id>.bvh`` per track (see the module docstring).
+
+    correct: test-time self-supervised correction; weights: lifter weights (default: the shipped
+    model); progress: progress bars on stderr while lifting and drawing.
+    """
+    from contextlib import nullcontext
+
+    from posekit.data.mocap import write_bvh
+    from posekit.lift import load_lifter
+    from posekit.lift.io import write_tracks_output
+    from posekit.lift.tracks import lift_tracks, progress_bar, read_video_poses
+    from posekit.viz.skeleton3d import write_animation_html, write_animation_mp4
+
+    json_path = Path(json_path)
+    start = time.perf_counter()
+    poses = read_video_poses(json_path)
+    model, settings = load_lifter(weights)
+    stem = json_path.stem
+    with progress_bar(f"{stem} 3D") if progress else nullcontext() as advance:
+        lifted = lift_tracks(poses, model, settings, correct=correct, progress=advance)
+    out = json_path.parent
+    paths = [out / f"{stem}_3d.{suffix}" for suffix in ("npz", "json", "csv", "mp4", "html")]
+    write_tracks_output(paths[0], lifted)
+    try:
+        paths[1].write_text(json.dumps(_lifted_json(lifted, json_path.name), allow_nan=False) + "\n",
+                            encoding="utf-8")
+        _write_lifted_csv(paths[2], lifted)
+    except OSError as exc:
+        raise PosekitError(f"{out}: cannot write the 3D results ({exc.strerror or type(exc).__name__})") from None
+    animation = {t.track_id: (t.frames, t.keypoints_3d) for t in lifted.tracks}
+    write_animation_mp4(paths[3], animation, "h36m17", poses.fps, progress=_frame_bar(f"{stem} 3D video") if progress else None)
+    write_animation_html(paths[4], animation, "h36m17", poses.fps, title=f"{stem}: 3D poses")
+    for track in lifted.tracks:
+        paths.append(out / f"{stem}_track{track.track_id}.bvh")
+        write_bvh(paths[-1], _track_span(track), "h36m17", poses.fps)
+    return Video3DSummary(str(json_path), len(lifted.tracks), len(lifted.skipped), len(poses.frame_indices),
+                          lifted.pose_count, time.perf_counter() - start, paths)
+
+
+__all__ = ["process_video", "lift_video", "PoseTracker", "VideoSummary", "Video3DSummary", "PoseJsonWriter",
+           "PoseCsvWriter", "DEFAULT_DETECT_EVERY"]
