@@ -225,7 +225,7 @@ def test_read_video_poses_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(PosekitError, match=r"broken.json: not valid JSON \(line 1"):
         read_video_poses(tmp_path / "broken.json")
     (tmp_path / "latin.json").write_bytes(b'{"a": "\xe9"}')
-    with pytest.raises(PosekitError, match="latin.json: not a text file"):
+    with pytest.raises(PosekitError, match="latin.json: not UTF-8 text"):
         read_video_poses(tmp_path / "latin.json")
     (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(PosekitError, match="deep.json: JSON nested too deeply"):

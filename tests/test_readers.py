@@ -199,7 +199,7 @@ def test_mpii_missing_and_malformed_files(tmp_path):
     with pytest.raises(PosekitError, match="no such file"):
         read_mpii(tmp_path / "absent.json")
     (tmp_path / "cut.json").write_text('[{"image": "a.jpg", "joints"')
-    with pytest.raises(PosekitError, match="malformed JSON at line 1"):
+    with pytest.raises(PosekitError, match=r"not valid JSON \(line 1"):
         read_mpii(tmp_path / "cut.json")
     (tmp_path / "obj.json").write_text('{"image": "a.jpg"}')
     with pytest.raises(PosekitError, match="expected a JSON list"):

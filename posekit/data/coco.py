@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posekit.data.safe_pickle import read_json
 from posekit.data.structures import ImageInfo, PoseInstances
 from posekit.errors import PosekitError
 from posekit.skeletons import Skeleton, get_skeleton, list_skeletons
@@ -33,19 +34,7 @@ def _load(source, what: str):
         return source, f"COCO {what}"
     if not isinstance(source, (str, Path)):
         raise PosekitError(f"COCO {what}: expected a path, dict or list, got {type(source).__name__}")
-    path = Path(source)
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), str(path)
-    except FileNotFoundError:
-        raise PosekitError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise PosekitError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise PosekitError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except RecursionError:
-        raise PosekitError(f"{path}: JSON nested too deeply") from None
-    except OSError as exc:
-        raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    return read_json(source), str(source)
 
 
 def _int(value, where: str) -> int:

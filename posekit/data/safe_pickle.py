@@ -224,7 +224,8 @@ def safe_load_npz(path) -> dict:
 
 
 def read_json(path):
-    """Parse a JSON file; missing file, bad bytes or bad syntax -> PosekitError.
+    """Parse a JSON file; missing file, bad bytes or bad syntax -> PosekitError (the one JSON file
+    reader of posekit, so every command words these failures alike).
 
     ``NaN``/``Infinity`` literals are parsed (Python writes them); :func:`numeric` refuses them in the field
     that holds them, so the message can name it.
@@ -235,7 +236,7 @@ def read_json(path):
     except FileNotFoundError:
         raise PosekitError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise PosekitError(f"{path}: is a directory, expected a JSON file") from None
+        raise PosekitError(f"{path}: is a folder, expected a JSON file") from None
     except OSError as exc:
         raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     except UnicodeDecodeError:
@@ -245,8 +246,7 @@ def read_json(path):
     except RecursionError:
         raise PosekitError(f"{path}: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise PosekitError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} "
-                           f"({exc.msg})") from None
+        raise PosekitError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
 
 
 def require(mapping, key: str, where: str):

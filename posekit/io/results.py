@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from posekit.data.safe_pickle import read_json
 from posekit.errors import PosekitError
 from posekit.pipeline import Person, PoseResult
 from posekit.skeletons import Skeleton, get_skeleton, list_skeletons, skeleton_from_dict
@@ -188,19 +189,7 @@ def result_from_dict(data, origin: str = "pose result") -> PoseResult:
 
 def read_pose_result(path) -> PoseResult:
     """Read a file written by :func:`write_pose_result`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PosekitError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise PosekitError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise PosekitError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except RecursionError:
-        raise PosekitError(f"{path}: JSON nested too deeply") from None
-    except OSError as exc:
-        raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    data = read_json(path)
     return result_from_dict(data, str(path))
 
 

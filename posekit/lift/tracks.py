@@ -28,17 +28,16 @@ stays at 10 frames (a third of a second at 30 fps).
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from posekit.data.safe_pickle import read_json
 from posekit.errors import PosekitError
 from posekit.skeletons import Skeleton, convert_keypoints, get_mapping, get_skeleton, list_skeletons
 
@@ -116,22 +115,7 @@ class LiftedTracks:
 
 def read_video_poses(path) -> VideoPoses:
     """:class:`VideoPoses` from a ``posekit.video`` JSON file (see the module notes)."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except FileNotFoundError:
-        raise PosekitError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise PosekitError(f"{path}: is a folder, not a video JSON file") from None
-    except OSError as exc:
-        raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except UnicodeDecodeError:
-        raise PosekitError(f"{path}: not a text file (UTF-8)") from None
-    except json.JSONDecodeError as exc:
-        raise PosekitError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except RecursionError:
-        raise PosekitError(f"{path}: JSON nested too deeply") from None
+    doc = read_json(path)
     return video_poses(doc, str(path))
 
 
