@@ -197,6 +197,13 @@ def _quiet_native_stderr(command):
     return run
 
 
+def _heatmap_options(checkpoint, input_size, no_flip: bool, dark: bool) -> dict:
+    """PoseEstimator options of a heatmap model; refused without --checkpoint (BlazePose has none)."""
+    if checkpoint is None and (input_size is not None or no_flip or dark):
+        raise PosekitError("--input, --no-flip and --dark go with --checkpoint (a heatmap model)")
+    return {} if checkpoint is None else dict(input_size=input_size, flip_test=not no_flip, dark=dark)
+
+
 @app.command("infer")
 @_quiet_native_stderr
 def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files and/or folders of images."),
@@ -206,16 +213,28 @@ def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files 
                                                   help="COCO keypoint annotations: predict every image they list."),
           img_dir: Optional[Path] = typer.Option(None, "--img-dir", help="Folder of the --coco-ann images."),
           boxes: str = typer.Option("detect", "--boxes", help="With --coco-ann: detect (posekit's detector), gt "
-                                                              "(annotated boxes) or a COCO detection results file."),
+                                                              "(annotated boxes) or a COCO detection results file "
+                                                              "(no category_id: a person; other categories skipped)."),
           box_thr: float = typer.Option(0.3, "--box-thr", help="Lowest score of a box from a detection file."),
-          skeleton: str = typer.Option("coco17", "--skeleton",
-                                       help="Output keypoints: coco17, h36m17, blazepose33 or a skeleton YAML."),
+          skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Output keypoints: coco17, h36m17, "
+                                                 "blazepose33 or a skeleton YAML (default: coco17 with BlazePose, "
+                                                 "the model's own set with --checkpoint)."),
           tiles: str = typer.Option("auto", "--tiles", help="Detector tiling: auto, none or fractions like 0.5,0.7."),
-          min_score: float = typer.Option(0.5, "--min-score", help="Lowest person score kept."),
+          min_score: Optional[float] = typer.Option(None, "--min-score", help="Lowest person score kept (default "
+                                                    "0.5 with BlazePose, 0.2 with --checkpoint)."),
           kpt_thr: float = typer.Option(0.3, "--kpt-thr", help="Lowest keypoint score drawn."),
           no_overlay: bool = typer.Option(False, "--no-overlay", help="Write the JSON only."),
           report: bool = typer.Option(False, "--report", help="Also write DIR/report.html."),
-          threads: int = typer.Option(2, "--threads", help="CPU threads per model.")):
+          threads: int = typer.Option(2, "--threads", help="CPU threads per model."),
+          model: Optional[str] = typer.Option(None, "--model", help="Keypoint model: blazepose (bundled, the "
+                                              "default), or with --checkpoint hrnet, ditn or a full name such as "
+                                              "hrnet-w32 (default: the one the checkpoint names)."),
+          checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Trained HRNet/DITN weights: "
+                                                    ".pth/.pt/.safetensors (PyTorch) or .onnx (ONNX Runtime)."),
+          input_size: Optional[str] = typer.Option(None, "--input", help="Crop HEIGHTxWIDTH of the heatmap model "
+                                                   "(default: the checkpoint's, else 256x192 COCO, 256x256 MPII)."),
+          no_flip: bool = typer.Option(False, "--no-flip", help="Heatmap models: no flip test (about 2x faster)."),
+          dark: bool = typer.Option(False, "--dark", help="Heatmap models: decode with DARK.")):
     """Keypoints of every person in images: DIR/<stem>.json and an overlay DIR/<stem>.png per image.
 
     Exit status: 0 all done; 1 some images unreadable (one line each, the others written); 2 usage error.
@@ -229,6 +248,8 @@ def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # failures are reported below
     if not 0 <= box_thr <= 1 or not 0 <= kpt_thr <= 1:
         raise PosekitError("--box-thr and --kpt-thr must be in [0, 1]")
+    estimator_options = dict(model=model, checkpoint=checkpoint, tiles=_tiles(tiles), min_person_score=min_score,
+                             num_threads=threads, **_heatmap_options(checkpoint, input_size, no_flip, dark))
     failures: list[str] = []
 
     def skip(path, error):
@@ -249,8 +270,8 @@ def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files 
         if not img_dir.is_dir():
             raise PosekitError(f"{img_dir}: no such folder")
         gt = read_coco_keypoints(coco_ann)
-        estimator = PoseEstimator(skeleton=gt.skeleton, tiles=_tiles(tiles), min_person_score=min_score,
-                                  num_threads=threads, detector="blazepose" if boxes == "detect" else None)
+        estimator = PoseEstimator(skeleton=gt.skeleton, detector="blazepose" if boxes == "detect" else None,
+                                  **estimator_options)
         predictions = predict_coco(estimator, gt, img_dir, boxes if boxes in ("detect", "gt") else Path(boxes),
                                    box_threshold=box_thr, on_error=skip,
                                    progress=_progress("posekit infer", len(gt.images)))
@@ -265,8 +286,7 @@ def infer(images: Optional[list[Path]] = typer.Argument(None, help="Image files 
         if img_dir is not None or boxes != "detect":
             raise PosekitError("--img-dir and --boxes go with --coco-ann")
         paths = collect_images(images or [])
-        estimator = PoseEstimator(skeleton=skeleton, tiles=_tiles(tiles), min_person_score=min_score,
-                                  num_threads=threads)
+        estimator = PoseEstimator(skeleton=skeleton, **estimator_options)
         items = infer_images(estimator, paths, out, overlays=not no_overlay, kpt_thr=kpt_thr,
                              on_error=skip, progress=_progress("posekit infer", len(paths)))
         if report:
@@ -298,13 +318,31 @@ def video(input: Path = typer.Argument(..., help="A video file (any format OpenC
           no_smooth: bool = typer.Option(False, "--no-smooth", help="Write the raw keypoints (no One-Euro filter)."),
           every: Optional[int] = typer.Option(None, "--every", help="Run the person detector every N frames and "
                                               "track in between (default 10)."),
-          fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30).")):
-    """Poses of every person in a video, with track ids: JSON, CSV and an overlay video."""
-    from posekit.video import DEFAULT_DETECT_EVERY, process_video
+          fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of a folder of frames (default 30)."),
+          model: Optional[str] = typer.Option(None, "--model", help="Keypoint model: blazepose (bundled, the "
+                                              "default), or with --checkpoint hrnet, ditn or a full name."),
+          checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Trained HRNet/DITN weights "
+                                                    "(.pth/.pt/.safetensors or .onnx)."),
+          input_size: Optional[str] = typer.Option(None, "--input", help="Crop HEIGHTxWIDTH of the heatmap model."),
+          no_flip: bool = typer.Option(False, "--no-flip", help="Heatmap models: no flip test (about 2x faster)."),
+          lift3d: bool = typer.Option(False, "--3d", help="Also lift every track to 3D: <name>_3d.npz/.json/.csv/"
+                                      ".mp4/.html and <name>_track<id>.bvh."),
+          no_correction: bool = typer.Option(False, "--no-correction", help="With --3d: skip the test-time "
+                                             "self-supervised correction.")):
+    """Poses of every person in a video, with track ids: JSON, CSV and an overlay video (and 3D with --3d)."""
+    from posekit.video import DEFAULT_DETECT_EVERY, lift_video, process_video
 
-    summary = process_video(input, out, smooth=not no_smooth,
+    if no_correction and not lift3d:
+        raise PosekitError("--no-correction goes with --3d")
+    from posekit.pipeline import PoseEstimator
+
+    estimator = PoseEstimator(model=model, checkpoint=checkpoint,
+                              **_heatmap_options(checkpoint, input_size, no_flip, dark=False))
+    summary = process_video(input, out, estimator, smooth=not no_smooth,
                             detect_every=DEFAULT_DETECT_EVERY if every is None else every, fps=fps)
     typer.echo(summary.line())
+    if lift3d:
+        typer.echo(lift_video(summary.json_path, correct=not no_correction).line())
 
 
 @app.command("train")
@@ -438,21 +476,40 @@ app.add_typer(nrsfm_app, name="nrsfm")
 
 @app.command("lift")
 def lift_command(input: Path = typer.Option(..., "--input", help="2D keypoints .npz: keypoints (T, 17, 2) pixels "
-                                            "in h36m17 order, optional scores (T, 17), image_size (width, height)."),
+                                            "in h36m17 order, optional scores (T, 17), image_size (width, height); "
+                                            "or a video's .json from posekit video (every track is lifted)."),
                  output: Path = typer.Option(..., "--output", help="3D poses .npz to write (keypoints_3d (T, 17, 3) "
-                                             "mm, root-relative, camera axes)."),
+                                             "mm, root-relative, camera axes; for a video JSON, one row per "
+                                             "person per frame with track_id and frame)."),
                  no_correction: bool = typer.Option(False, "--no-correction", help="Skip the test-time "
                                                     "self-supervised correction."),
+                 no_flip: bool = typer.Option(False, "--no-flip", help="Skip the test-time flip (lifting the "
+                                              "mirrored sequence too and averaging)."),
                  weights: Optional[Path] = typer.Option(None, "--weights", help="Lifter weights (.safetensors; "
                                                         "default: the shipped CPU model).")):
-    """Monocular 3D poses from a 2D keypoint sequence (3D Human Pose Machines)."""
+    """Monocular 3D poses from a 2D keypoint sequence or every track of a video (3D Human Pose Machines)."""
     from posekit.lift import lift_sequence, load_lifter
     from posekit.lift.io import read_lift_input, write_lift_output
 
+    if input.suffix.lower() == ".json":
+        from posekit.lift.io import write_tracks_output
+        from posekit.lift.tracks import MIN_TRACK_FRAMES, lift_tracks, progress_bar, read_video_poses
+
+        poses = read_video_poses(input)
+        model, settings = load_lifter(weights)
+        with progress_bar("posekit lift") as advance:
+            lifted = lift_tracks(poses, model, settings, correct=not no_correction, flip=not no_flip,
+                                 progress=advance)
+        write_tracks_output(output, lifted)
+        corrected = sum(int(t.corrected.sum()) for t in lifted.tracks)
+        typer.echo(f"tracks: {len(lifted.tracks)} lifted, {len(lifted.skipped)} skipped (seen in fewer than "
+                   f"{MIN_TRACK_FRAMES} frames); {lifted.pose_count} poses over {len(poses.frame_indices)} frames "
+                   f"({corrected} corrected) -> {output}")
+        return
     data = read_lift_input(input)
     model, settings = load_lifter(weights)
     result = lift_sequence(model, data["keypoints"], data["scores"], data["image_size"],
-                           correct=not no_correction, settings=settings)
+                           correct=not no_correction, settings=settings, flip=not no_flip)
     write_lift_output(output, result["keypoints_3d"], result["uncorrected"], result["corrected"])
     typer.echo(f"lifted {len(result['keypoints_3d'])} frames ({int(result['corrected'].sum())} corrected) "
                f"-> {output}")

@@ -1,6 +1,8 @@
 """Keypoints of every person in an image, out of the box: detect, estimate landmarks, clean up.
 
-:class:`PoseEstimator` runs the bundled BlazePose models (no download, no training):
+:class:`PoseEstimator` runs the bundled BlazePose models (no download, no training) or, with
+``model=`` and ``checkpoint=``, a trained heatmap model (HRNet, DITN; see "Heatmap models" below).
+With BlazePose:
 
 1. Persons are found by the multi-scale BlazePose detector (:class:`posekit.detect.BlazePoseDetector`),
    or taken from ``boxes=`` (another detector's, or annotations).
@@ -27,10 +29,32 @@ whose long side is at most ``MAX_DETECTION_SIDE``. Results are always in the inp
 On the COCO sample enlarged 6x with pixel noise (sigma 30 grey levels, standing in for the fine
 texture of a 4000-pixel photo), AP was 0.37 with the pyramid and 0.13 without (posekit's detector),
 0.53 and 0.42 with ground-truth boxes; an 8000 x 6000 photo takes about 0.3 s after decoding.
+
+Heatmap models (``model="hrnet"``, ``"ditn-w32"``..., weights resolved by
+:func:`posekit.models.heatmap_backend.load_heatmap_model`: PyTorch, or ONNX Runtime for ``.onnx``):
+
+1. Persons come from the same detector, or from ``boxes=``.
+2. Each box becomes a crop window as in training and HRNet's testing: centred on the box, widened
+   or heightened to the model input's aspect ratio, enlarged by ``BOX_PADDING`` (1.25)
+   (:func:`posekit.data.topdown.box_windows`); the crop is cut with a bilinear affine warp (zero
+   border) from the pyramid level where it shrinks by less than 2x, normalised as in training, and
+   run in batches. Heatmaps are decoded by the model's codec (quarter offset, or DARK with
+   ``dark=True``), averaged with those of the mirrored crop by default (``flip_test``), and mapped
+   back to image pixels.
+3. Person score: MMPose's rescoring, the box score x the mean of the keypoint scores above
+   ``RESCORE_THRESHOLD`` (:func:`posekit.data.topdown.rescore`); persons below ``min_person_score``
+   (default ``HEATMAP_MIN_PERSON_SCORE``) are dropped. This score is also the score of a COCO result.
+4. Person box: as with BlazePose, the box around the keypoints scoring at least
+   ``KEYPOINT_BOX_SCORE``, enlarged by ``BOX_MARGIN``, else the detector's (or the given) box.
+   Duplicates are removed with OKS-NMS on the model's keypoints (``duplicate_oks``).
+5. Keypoints are in the model's keypoint set (``coco17`` or ``mpii16``), converted to ``skeleton``
+   when it names another set with a mapping.
+6. Video (:meth:`PoseEstimator.from_rois`): ``tracking_points`` are the person box's corners
+   (x1, y1), (x2, y2) before clipping to the image; the next frame's crop is the window of that box,
+   so a person is followed by a box around its own keypoints.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +83,15 @@ BOX_MARGIN = 0.08
 DUPLICATE_OKS = 0.5
 # Detection runs on the first pyramid level whose long side is at most this many pixels.
 MAX_DETECTION_SIDE = 1280
+# Heatmap models: crop window = box (aspect fixed to the model input) x this (HRNet, MMPose).
+BOX_PADDING = 1.25
+# Heatmap models: keypoint scores above this count in the person score (MMPose's rescoring).
+RESCORE_THRESHOLD = 0.2
+# Heatmap models: keypoints scoring at least this bound the person box (the drawing default).
+KEYPOINT_BOX_SCORE = 0.3
+# Heatmap models: lowest person score kept by default. A box the detector gives at its 0.5
+# threshold keeps its person when the confident joints average 0.4 or more.
+HEATMAP_MIN_PERSON_SCORE = 0.2
 
 
 # ---- results -------------------------------------------------------------------------------------
@@ -68,12 +101,15 @@ class Person:
     """One person in one image. Coordinates are pixels of the input image (pixel centres at integers).
 
     box             (4,) x1, y1, x2, y2, from the landmarks when available, else the detector's box
-    score           person confidence in [0, 1]: the landmark model's pose flag
+    score           person confidence in [0, 1]: the landmark model's pose flag (BlazePose), or the
+                    box score x the mean confident keypoint score (heatmap models, whose keypoint
+                    scores are heatmap maxima: about [0, 1] for a trained model)
     keypoints       (K, 2) in the output skeleton (NaN for a joint BlazePose has no counterpart for)
     keypoint_scores (K,) in [0, 1]
     track_id        identity across video frames, -1 until a tracker sets it
-    landmarks       (33, 2) BlazePose landmarks, all kept; landmark_scores (33,)
-    tracking_points (2, 2) mid-hip and full-body scale point: the next frame's crop
+    landmarks       (33, 2) BlazePose landmarks, all kept; landmark_scores (33,) (None with heatmap models)
+    tracking_points (2, 2) what the next frame's crop is made from: mid-hip and full-body scale
+                    point (BlazePose), the box corners (x1, y1), (x2, y2) (heatmap models)
     box_score       confidence of the box the person was found in: the detector's score, the score
                     given with an external box, 1 when none was given
     """
@@ -216,37 +252,64 @@ class ImagePyramid:
 class PoseEstimator:
     """Keypoints of every person in an image (see the module docstring for the steps).
 
-    model: "blazepose" (the bundled BlazePose Full landmark model). skeleton: output keypoint set
-    (a name, YAML path or :class:`Skeleton` with a mapping from blazepose33; ``blazepose33`` keeps
-    the landmarks). detector: "blazepose" (multi-scale), None (``boxes=`` then required), or any
-    callable that maps an RGB image to :class:`Detections`. tiles: the detector's tiling
-    ("auto", "none" or fractions, see :func:`posekit.detect.blazepose.tile_regions`).
-    min_person_score: lowest pose flag kept. num_threads: CPU threads per model.
-    refine_heatmaps: refine landmarks with the model's heatmaps. detector_score: lowest detector
-    score kept. duplicate_oks: OKS above which two persons are one (``DUPLICATE_OKS``).
-    refine_boxes: second landmark pass for external boxes (module docstring, step 2).
+    model: "blazepose" (the bundled BlazePose Full landmark model), a heatmap model's name or
+    family ("hrnet-w32", "ditn", ...) with its ``checkpoint``, or None: BlazePose without a
+    checkpoint, else the model the checkpoint names. skeleton: output keypoint set (a name, YAML
+    path or :class:`Skeleton` with a mapping from the model's set; default ``coco17`` for
+    BlazePose, the model's own set for heatmap models; ``blazepose33`` keeps the landmarks).
+    detector: "blazepose" (multi-scale), None (``boxes=`` then required), or any callable that
+    maps an RGB image to :class:`Detections`. tiles: the detector's tiling ("auto", "none" or
+    fractions, see :func:`posekit.detect.blazepose.tile_regions`). min_person_score: lowest
+    person score kept (default 0.5 for BlazePose's pose flag, ``HEATMAP_MIN_PERSON_SCORE`` for
+    heatmap models). num_threads: CPU threads per model. refine_heatmaps: refine BlazePose
+    landmarks with that model's heatmaps. detector_score: lowest detector score kept.
+    duplicate_oks: OKS above which two persons are one (``DUPLICATE_OKS``). refine_boxes: second
+    BlazePose pass for external boxes (module docstring, step 2).
+
+    Heatmap models only: checkpoint: ``.pth``/``.pt``/``.safetensors`` weights or a posekit
+    ``.onnx`` file; input_size: crop (height, width) or "HxW" (default: the checkpoint's, else
+    256x192 COCO, 256x256 MPII); flip_test: average with the mirrored crop; dark: DARK decoding.
     """
 
-    def __init__(self, model: str = "blazepose", skeleton="coco17", detector="blazepose", tiles="auto",
-                 min_person_score: float = 0.5, num_threads: int = 2, refine_heatmaps: bool = True, *,
+    def __init__(self, model: str | None = None, skeleton=None, detector="blazepose", tiles="auto",
+                 min_person_score: float | None = None, num_threads: int = 2, refine_heatmaps: bool = True, *,
+                 checkpoint=None, input_size=None, flip_test: bool = True, dark: bool = False,
                  detector_score: float = 0.5, duplicate_oks: float = DUPLICATE_OKS,
                  refine_boxes: bool = True, max_detection_side: int = MAX_DETECTION_SIDE):
-        if model != "blazepose":
-            raise PosekitError(f"unknown pose model {model!r}; available: 'blazepose'")
+        if model is None:
+            model = "blazepose" if checkpoint is None else None
+        if model == "blazepose" and (checkpoint is not None or input_size is not None):
+            raise PosekitError("the BlazePose weights ship with posekit: a checkpoint or input size goes with "
+                               "a heatmap model (model='hrnet', 'ditn', ...)")
+        if min_person_score is None:
+            min_person_score = 0.5 if model == "blazepose" else HEATMAP_MIN_PERSON_SCORE
         for name, value in (("min_person_score", min_person_score), ("duplicate_oks", duplicate_oks)):
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise PosekitError(f"{name} must be a number in [0, 1], got {value!r}")
         if not isinstance(max_detection_side, int) or max_detection_side < 64:
             raise PosekitError(f"max_detection_side must be an integer >= 64, got {max_detection_side!r}")
-        self.skeleton = get_skeleton(skeleton)
-        if self.skeleton.name != LANDMARK_SKELETON:
-            get_mapping(LANDMARK_SKELETON, self.skeleton)     # fails early if there is none
+        self.heatmap_model = self.landmarker = None
+        if model == "blazepose":
+            self.skeleton = get_skeleton("coco17" if skeleton is None else skeleton)
+            if self.skeleton.name != LANDMARK_SKELETON:
+                get_mapping(LANDMARK_SKELETON, self.skeleton)     # fails early if there is none
+            self.landmarker = BlazePoseLandmarker(refine_heatmaps=refine_heatmaps, num_threads=num_threads)
+        else:
+            from posekit.models.heatmap_backend import load_heatmap_model
+
+            self.heatmap_model = load_heatmap_model(model, checkpoint, input_size=input_size,
+                                                    num_threads=num_threads)
+            self.codec = self.heatmap_model.codec(dark=bool(dark))
+            self.flip_test = bool(flip_test)
+            self.skeleton = get_skeleton(self.heatmap_model.skeleton if skeleton is None else skeleton)
+            if self.skeleton.name != self.heatmap_model.skeleton.name:
+                get_mapping(self.heatmap_model.skeleton, self.skeleton)
+        self.model_name = model if self.heatmap_model is None else self.heatmap_model.name
         self.coco_sigmas = get_skeleton("coco17").sigmas
         self.min_person_score = float(min_person_score)
         self.duplicate_oks = float(duplicate_oks)
         self.refine_boxes = bool(refine_boxes)
         self.max_detection_side = max_detection_side
-        self.landmarker = BlazePoseLandmarker(refine_heatmaps=refine_heatmaps, num_threads=num_threads)
         if detector == "blazepose":
             self.detector = BlazePoseDetector(score_threshold=detector_score, tiles=tiles,
                                               num_threads=num_threads)
@@ -264,29 +327,33 @@ class PoseEstimator:
         rgb, name = self._image(image)
         pyramid = ImagePyramid(rgb)
         height, width = rgb.shape[:2]
+        source = name if source is None else source
         if boxes is None:
             if box_scores is not None:
                 raise PosekitError("box_scores go with boxes=")
             if self.detector is None:
                 raise PosekitError("this PoseEstimator has no detector: pass boxes= (N, 4) x1, y1, x2, y2")
             detections = self._detect(pyramid)
-            rois = self.landmarker.roi_from_detections(detections)
             fallback, box_scores = detections.boxes, detections.scores
         else:
             fallback = check_boxes(boxes)
             box_scores = check_box_scores(box_scores, len(fallback))
+        if self.heatmap_model is not None:
+            return self._heatmap_result(pyramid, fallback, box_scores, None, source)
+        if boxes is None:
+            rois = self.landmarker.roi_from_detections(detections)
+        else:
             rois = self.landmarker.roi_from_boxes(fallback)
         landmarks = self._landmarks(pyramid, rois)
         if boxes is not None and self.refine_boxes and len(fallback):
             landmarks = self._landmarks(pyramid, self.landmarker.roi_from_landmarks(landmarks[3]))
-        return self._result(landmarks, fallback, box_scores, None, (width, height),
-                            name if source is None else source)
+        return self._result(landmarks, fallback, box_scores, None, (width, height), source)
 
     def from_rois(self, image, previous: PoseResult, *, source: str | None = None) -> PoseResult:
         """Re-estimate the persons of the previous frame from their tracking points, without the
-        detector (MediaPipe's tracking); each keeps its ``track_id``. Persons whose pose flag falls
-        below ``min_person_score`` are lost; two that converged on one person become one (the
-        higher score's)."""
+        detector (MediaPipe's tracking; for heatmap models, the window of each previous person box);
+        each keeps its ``track_id``. Persons whose score falls below ``min_person_score`` are lost;
+        two that converged on one person become one (the higher score's)."""
         rgb, name = self._image(image)
         height, width = rgb.shape[:2]
         if tuple(previous.image_size) != (width, height):
@@ -294,12 +361,23 @@ class PoseEstimator:
                                f"{previous.image_size[1]} image, this one is {width} x {height}")
         tracked = [p for p in previous.persons if p.tracking_points is not None]
         points = np.array([p.tracking_points for p in tracked], dtype=float).reshape(-1, 2, 2)
-        landmarks = self._landmarks(ImagePyramid(rgb), self.landmarker.roi_from_landmarks(points))
-        fallback = np.array([p.box for p in tracked], dtype=float).reshape(-1, 4)
         track_ids = np.array([p.track_id for p in tracked], dtype=np.int64)
         box_scores = np.array([p.box_score for p in tracked], dtype=float)
-        return self._result(landmarks, fallback, box_scores, track_ids, (width, height),
-                            name if source is None else source)
+        source = name if source is None else source
+        if self.heatmap_model is not None:
+            boxes = points.reshape(-1, 4)
+            if not (np.all(np.isfinite(boxes)) and np.all(boxes[:, 2:] > boxes[:, :2])):
+                raise PosekitError("from_rois: a previous person's tracking_points are not box corners "
+                                   "(x1, y1), (x2, y2): was that result made by this estimator?")
+            return self._heatmap_result(ImagePyramid(rgb), boxes, box_scores, track_ids, source)
+        landmarks = self._landmarks(ImagePyramid(rgb), self.landmarker.roi_from_landmarks(points))
+        fallback = np.array([p.box for p in tracked], dtype=float).reshape(-1, 4)
+        return self._result(landmarks, fallback, box_scores, track_ids, (width, height), source)
+
+    def coco_score(self, person: Person) -> float:
+        """The score of a person in a COCO results file: :func:`coco_score` for BlazePose, the
+        person score (MMPose's rescoring) for heatmap models."""
+        return coco_score(person) if self.heatmap_model is None else float(person.score)
 
     # -- steps -------------------------------------------------------------------------------------
     @staticmethod
@@ -362,6 +440,57 @@ class PoseEstimator:
                           track_id=-1 if track_ids is None else int(track_ids[i]),
                           landmarks=keypoints33[i], landmark_scores=scores33[i],
                           tracking_points=auxiliary[i], box_score=float(box_scores[i]))
+                   for j, i in enumerate(keep)]
+        return PoseResult(persons, self.skeleton, (int(width), int(height)), source)
+
+    def _topdown(self, pyramid: ImagePyramid, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (N, K, 2) in original pixels and scores (N, K), in the model's keypoint set,
+        of the persons in boxes (N, 4) x1, y1, x2, y2; each crop is cut from its pyramid level."""
+        from posekit.data.topdown import box_windows, window_matrix
+        from posekit.data.transforms import warp_crop
+        from posekit.detect.boxes import xyxy_to_xywh
+
+        height, width = self.heatmap_model.input_size
+        centers, sizes = box_windows(xyxy_to_xywh(boxes), width / height, BOX_PADDING)
+        n = len(centers)
+        if n and not (np.all(np.isfinite(sizes)) and np.all(sizes > 0)):
+            raise PosekitError("every person box must have a positive, finite size")
+        crops = np.zeros((n, height, width, 3), np.uint8)
+        matrices = np.zeros((n, 2, 3))
+        for i in range(n):
+            level = pyramid.level_for_crop(sizes[i, 0], width)   # sizes have the input's aspect
+            scale = pyramid.scale(level)
+            to_crop = window_matrix(pyramid.to_level(centers[i], level), sizes[i] / scale, 0.0, (width, height))
+            crops[i] = warp_crop(pyramid[level], to_crop, (width, height), border="zero")
+            # image -> level pixels is p / scale + (0.5 / scale - 0.5) (ImagePyramid.to_level)
+            linear, offset = to_crop[:, :2], to_crop[:, 2]
+            matrices[i] = np.column_stack([linear / scale, linear @ (0.5 / scale - 0.5) + offset])
+        return self.heatmap_model.predict(crops, matrices, self.codec, flip_test=self.flip_test)
+
+    def _heatmap_result(self, pyramid: ImagePyramid, boxes, box_scores, track_ids, source: str) -> PoseResult:
+        """Persons from a heatmap model in boxes (N, 4) x1, y1, x2, y2 (module docstring, heatmap steps)."""
+        from posekit.data.topdown import rescore
+        from posekit.track.tracker import DEFAULT_SIGMA
+
+        width, height = pyramid.size(0)
+        keypoints, scores = self._topdown(pyramid, boxes)
+        person_scores = rescore(scores, box_scores, RESCORE_THRESHOLD)
+        keep = np.flatnonzero(person_scores >= self.min_person_score)
+        keep = keep[np.argsort(-person_scores[keep], kind="stable")]
+        person_boxes = landmark_boxes(keypoints[keep], scores[keep], boxes[keep], min_score=KEYPOINT_BOX_SCORE)
+        shown_boxes = clip_boxes(person_boxes, width, height)
+        areas = (shown_boxes[:, 2] - shown_boxes[:, 0]) * (shown_boxes[:, 3] - shown_boxes[:, 1])
+        model_skeleton = self.heatmap_model.skeleton
+        sigmas = np.full(len(model_skeleton), DEFAULT_SIGMA) if model_skeleton.sigmas is None else model_skeleton.sigmas
+        unique = oks_nms(keypoints[keep], person_scores[keep], areas, sigmas, self.duplicate_oks)
+        keep, person_boxes, shown_boxes = keep[unique], person_boxes[unique], shown_boxes[unique]
+        if self.skeleton.name == model_skeleton.name:
+            out_kp, out_sc = keypoints[keep], scores[keep]
+        else:
+            out_kp, out_sc = convert_keypoints(keypoints[keep], scores[keep], model_skeleton, self.skeleton)
+        persons = [Person(box=shown_boxes[j], score=float(person_scores[i]), keypoints=out_kp[j],
+                          keypoint_scores=out_sc[j], track_id=-1 if track_ids is None else int(track_ids[i]),
+                          tracking_points=person_boxes[j].reshape(2, 2), box_score=float(box_scores[i]))
                    for j, i in enumerate(keep)]
         return PoseResult(persons, self.skeleton, (int(width), int(height)), source)
 
@@ -459,61 +588,11 @@ def coco_score(person: Person) -> float:
     return float(person.box_score * person.score * np.mean(person.keypoint_scores))
 
 
-def _finite_number(value) -> bool:
-    try:
-        return type(value) in (int, float) and math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def read_coco_detections(path, image_ids=None, *, min_score: float = 0.0,
-                         category_id: int = 1) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Person boxes from a COCO detection results file ``[{image_id, bbox: [x, y, w, h], score,
-    category_id}]``: {image_id: (boxes (N, 4) x1, y1, x2, y2, scores (N,))}.
-
-    Results of another category (when given), below ``min_score`` or with an empty box are
-    skipped; an image id outside ``image_ids`` (when given) is an error.
-    """
-    import json
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PosekitError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise PosekitError(f"{path}: not a valid JSON file") from None
-    except OSError as exc:
-        raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    if not isinstance(data, list):
-        raise PosekitError(f"{path}: expected a list of detections [{{image_id, bbox, score, category_id}}]")
-    known = None if image_ids is None else set(image_ids)
-    found: dict[int, tuple[list, list]] = {}
-    for i, entry in enumerate(data):
-        where = f"{path}: detection {i}"
-        if not isinstance(entry, dict) or not {"image_id", "bbox", "score"} <= set(entry):
-            raise PosekitError(f"{where} must be an object with 'image_id', 'bbox' and 'score'")
-        image_id, bbox, score = entry["image_id"], entry["bbox"], entry["score"]
-        if type(image_id) is not int:
-            raise PosekitError(f"{where}: 'image_id' must be an integer")
-        if known is not None and image_id not in known:
-            raise PosekitError(f"{where}: image_id {image_id} is not an image of the annotations")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_finite_number(v) for v in bbox):
-            raise PosekitError(f"{where}: 'bbox' must be 4 finite numbers x, y, w, h")
-        if not _finite_number(score):
-            raise PosekitError(f"{where}: 'score' must be a finite number")
-        if entry.get("category_id", category_id) != category_id or score < min_score or min(bbox[2:]) <= 0:
-            continue
-        boxes, scores = found.setdefault(image_id, ([], []))
-        boxes.append([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]])
-        scores.append(float(score))
-    return {k: (np.array(b, dtype=float).reshape(-1, 4), np.array(s, dtype=float)) for k, (b, s) in found.items()}
-
-
-def coco_predictions(results, skeleton, images=None):
+def coco_predictions(results, skeleton, images=None, *, score=coco_score):
     """COCO keypoint predictions (:class:`PoseInstances`) from ``(image_id, PoseResult)`` pairs,
-    scored by :func:`coco_score`. Joints that BlazePose has no counterpart for (NaN) are put at the
-    box centre with score 0, so the file stays valid COCO."""
+    scored by ``score(person)`` (:func:`coco_score`; :meth:`PoseEstimator.coco_score` for the
+    estimator's own rule). Joints without a counterpart in the output skeleton (NaN) are put at
+    the box centre with score 0, so the file stays valid COCO."""
     from posekit.data.structures import PoseInstances
     from posekit.detect.boxes import xyxy_to_xywh
 
@@ -532,7 +611,7 @@ def coco_predictions(results, skeleton, images=None):
             rows["scores"].append(sc)
             rows["image_ids"].append(image_id)
             rows["boxes"].append(xyxy_to_xywh(person.box))
-            rows["person_scores"].append(coco_score(person))
+            rows["person_scores"].append(score(person))
     n, k = len(rows["image_ids"]), len(skeleton)
     return PoseInstances(skeleton, np.reshape(rows["keypoints"], (n, k, 2)), np.reshape(rows["scores"], (n, k)),
                          np.array(rows["image_ids"], dtype=np.int64), boxes=np.reshape(rows["boxes"], (n, 4)),
@@ -545,9 +624,11 @@ def predict_coco(estimator: PoseEstimator, gt, image_dir, boxes="detect", *, box
     ``gt`` (:func:`posekit.data.coco.read_coco_keypoints`), read from ``image_dir / file_name``.
 
     boxes: "detect" (posekit's detector), "gt" (the annotated boxes of non-crowd persons) or the
-    path of a COCO detection results file (boxes scoring at least ``box_threshold``). Images that
-    cannot be read raise, or go to ``on_error(path, error)`` and are skipped.
+    path of a COCO detection results file (boxes scoring at least ``box_threshold``, read by
+    :func:`posekit.data.topdown.read_detections`). Images that cannot be read raise, or go to
+    ``on_error(path, error)`` and are skipped.
     """
+    from posekit.data.topdown import read_detections
     from posekit.detect.boxes import xywh_to_xyxy
 
     if estimator.skeleton.joints != gt.skeleton.joints:
@@ -556,7 +637,8 @@ def predict_coco(estimator: PoseEstimator, gt, image_dir, boxes="detect", *, box
     if isinstance(boxes, str) and boxes in ("detect", "gt"):
         source = boxes
     else:
-        source = read_coco_detections(boxes, gt.images, min_score=box_threshold)
+        ids, found, scores = read_detections(boxes, gt.images, score_threshold=box_threshold)
+        source = {i: (xywh_to_xyxy(found[ids == i]), scores[ids == i]) for i in np.unique(ids).tolist()}
     image_ids = sorted(gt.images)
     results = []
     for image_id in (progress(image_ids) if progress else image_ids):
@@ -576,11 +658,12 @@ def predict_coco(estimator: PoseEstimator, gt, image_dir, boxes="detect", *, box
             on_error(path, exc)
             continue
         results.append((image_id, result))
-    predictions = coco_predictions(results, gt.skeleton, gt.images)
+    predictions = coco_predictions(results, gt.skeleton, gt.images, score=estimator.coco_score)
     predictions.meta["category_id"] = gt.meta.get("category_id", 1)
     return predictions
 
 
 __all__ = ["PoseEstimator", "PoseResult", "Person", "landmark_boxes", "check_boxes", "check_box_scores",
            "ImagePyramid", "infer_images", "output_stems", "predict_coco", "coco_predictions", "coco_score",
-           "read_coco_detections", "BOX_MARGIN", "DUPLICATE_OKS", "MAX_DETECTION_SIDE"]
+           "BOX_MARGIN", "BOX_PADDING", "DUPLICATE_OKS", "HEATMAP_MIN_PERSON_SCORE", "KEYPOINT_BOX_SCORE",
+           "MAX_DETECTION_SIDE", "RESCORE_THRESHOLD"]

@@ -17,16 +17,18 @@ some context fit. Training augmentation, in the order it is applied:
 All randomness comes from the generator passed to :meth:`TopDownDataset.sample`, so a sample is a
 pure function of that generator's seed. Evaluation helpers: flip test, decoding back to image
 pixels, MMPose's rescoring and OKS non-maximum suppression, COCO result and detection files.
+PyTorch is imported where tensors are made, so the detection reader and the crop helpers serve the
+image pipeline without loading it.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from posekit.data.structures import PoseInstances
 from posekit.data.transforms import apply_affine, crop_transform, invert_affine, warp_crop
@@ -106,10 +108,17 @@ def sample_augmentation(aug: Augmentation, rng: np.random.Generator) -> tuple[fl
     return scale, rotation, bool(rng.random() < aug.flip_prob)
 
 
-def normalize_image(crop: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> 3 x H x W float32, ImageNet-normalised."""
-    arr = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+def normalize_array(crops: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 RGB -> (..., 3, H, W) float32, ImageNet-normalised."""
+    arr = (np.asarray(crops).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
+
+
+def normalize_image(crop: np.ndarray):
+    """H x W x 3 uint8 RGB -> 3 x H x W float32 tensor, ImageNet-normalised."""
+    import torch
+
+    return torch.from_numpy(normalize_array(crop))
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -188,6 +197,8 @@ class TopDownDataset:
             order = self.skeleton.flip_indices
             points, visibility = points[order], visibility[order]
         targets = self.codec.encode(points, visibility)
+        import torch
+
         return {"image": normalize_image(crop), **{k: torch.from_numpy(v) for k, v in targets.items()}}
 
     def __getitem__(self, index: int) -> dict:
@@ -195,18 +206,29 @@ class TopDownDataset:
         center, size = self.window(index)
         matrix = window_matrix(center, size, 0.0, self.input_size)
         crop = warp_crop(self.image(int(self.instances.image_ids[index])), matrix, self.input_size, border="zero")
+        import torch
+
         return {"image": normalize_image(crop), "matrix": torch.from_numpy(matrix)}
 
 
-def predict_keypoints(model, images: torch.Tensor, matrices, codec, *, flip_test: bool = True,
+def predict_keypoints(model, images, matrices, codec, *, flip_test: bool = True,
                       shift_heatmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Keypoints (N, K, 2) in image pixels and scores (N, K) for a batch of crops.
+    """Keypoints (N, K, 2) in image pixels and scores (N, K) for a batch of crops ``images``
+    (N, 3, H, W), a torch tensor (a PyTorch model) or a numpy array (a model that takes numpy,
+    such as :class:`posekit.models.heatmap_backend.HeatmapModel`).
 
     With ``flip_test`` the mirrored crops go through the model too and their heatmaps, mirrored
     back with left/right swapped, are averaged with the others (HRNet, SimpleBaseline).
     """
     n = len(images)
-    batch = torch.cat([images, images.flip(-1)]) if flip_test else images
+    if not flip_test:
+        batch = images
+    elif isinstance(images, np.ndarray):
+        batch = np.concatenate([images, images[..., ::-1]])
+    else:
+        import torch
+
+        batch = torch.cat([images, images.flip(-1)])
     heatmaps = model(batch)["heatmaps"]
     if flip_test:
         heatmaps = (heatmaps[:n] + codec.flip_heatmaps(heatmaps[n:], shift=shift_heatmap)) / 2
@@ -228,47 +250,75 @@ def rescore(keypoint_scores, box_scores, threshold: float = 0.2) -> np.ndarray:
     return np.asarray(box_scores, dtype=float) * mean
 
 
-def read_detections(path, images: dict, *, score_threshold: float = 0.0, category_id: int = 1):
-    """Person boxes from a COCO detection results file: (image_ids, boxes x, y, w, h, scores).
+def read_detections(path, images=None, *, score_threshold: float = 0.0, category_id: int = 1):
+    """Person boxes from a COCO detection results file ``[{image_id, bbox: [x, y, w, h], score,
+    category_id}, ...]``: (image_ids (N,), boxes (N, 4) x, y, w, h, scores (N,)), in file order.
 
-    Keeps results of ``category_id`` with score >= ``score_threshold``; every image must be one of
-    ``images`` (the ground truth's).
+    The one reader of detection files (training evaluation, ``posekit infer --boxes FILE``):
+
+    * ``category_id`` may be absent (files written for one class): the detection is a person.
+      Detections of another category are skipped (a detector's file for all 80 COCO classes
+      works as is), but a file with detections and none of ``category_id`` is an error, as is a
+      ``category_id`` that is not an integer.
+    * Every ``image_id`` must be an integer and, when ``images`` (the ground truth's ids) is
+      given, one of them: a file for other images is an error, not an empty result.
+    * ``bbox`` must be 4 finite numbers with width and height >= 0 and ``score`` a finite number;
+      boxes of zero area and scores below ``score_threshold`` are skipped.
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PosekitError(f"{path}: no such detection file") from None
+        raise PosekitError(f"{path}: no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise PosekitError(f"{path}: not a JSON detection results file") from None
+        raise PosekitError(f"{path}: not a valid JSON file") from None
+    except OSError as exc:
+        raise PosekitError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
     if not isinstance(data, list):
-        raise PosekitError(f"{path}: expected a JSON list of detections")
-    ids, boxes, scores = [], [], []
+        raise PosekitError(f"{path}: expected a JSON list of detections [{{image_id, bbox, score, category_id}}]")
+    known = None if images is None else set(images)
+    ids, boxes, scores, other_categories = [], [], [], set()
+    persons_listed = False
     for i, det in enumerate(data):
         where = f"{path}: detection {i}"
         if not isinstance(det, dict):
-            raise PosekitError(f"{where} must be an object")
-        try:
-            category, image_id, box, score = det["category_id"], det["image_id"], det["bbox"], det["score"]
-        except KeyError as exc:
-            raise PosekitError(f"{where}: missing {exc.args[0]!r}") from None
+            raise PosekitError(f"{where} must be an object with 'image_id', 'bbox' and 'score'")
+        for key in ("image_id", "bbox", "score"):
+            if key not in det:
+                raise PosekitError(f"{where}: missing {key!r}")
+        category, image_id, box, score = det.get("category_id", category_id), det["image_id"], det["bbox"], det["score"]
+        if type(category) is not int:
+            raise PosekitError(f"{where}: 'category_id' must be an integer")
+        if type(image_id) is not int:
+            raise PosekitError(f"{where}: 'image_id' must be an integer")
+        if known is not None and image_id not in known:
+            raise PosekitError(f"{where}: image_id {image_id} is not an image of the annotations")
+        if not (isinstance(box, list) and len(box) == 4 and all(_finite_number(v) for v in box)
+                and box[2] >= 0 and box[3] >= 0):
+            raise PosekitError(f"{where}: 'bbox' must be 4 finite numbers x, y, w, h with w, h >= 0")
+        if not _finite_number(score):
+            raise PosekitError(f"{where}: 'score' must be a finite number")
         if category != category_id:
+            other_categories.add(category)
             continue
-        if type(image_id) is not int or image_id not in images:
-            raise PosekitError(f"{where}: image_id {image_id!r} is not an image of the ground truth")
-        try:
-            box = np.array(box, dtype=float).reshape(4)
-            score = float(score)
-        except (TypeError, ValueError):
-            raise PosekitError(f"{where}: 'bbox' must be 4 numbers and 'score' a number") from None
-        if not (np.isfinite(box).all() and np.isfinite(score)) or box[2] < 0 or box[3] < 0:
-            raise PosekitError(f"{where}: 'bbox' and 'score' must be finite, with width and height >= 0")
-        if score < score_threshold or box[2] == 0 or box[3] == 0:
+        persons_listed = True
+        if score < score_threshold or min(box[2:]) == 0:
             continue
         ids.append(image_id)
-        boxes.append(box)
-        scores.append(score)
-    return np.array(ids, dtype=np.int64), np.reshape(boxes, (-1, 4)), np.array(scores, dtype=float)
+        boxes.append([float(v) for v in box])
+        scores.append(float(score))
+    if data and not persons_listed:
+        raise PosekitError(f"{path}: no detection of category {category_id} (person); the file has "
+                           f"categories {', '.join(str(c) for c in sorted(other_categories)[:5])}")
+    return np.array(ids, dtype=np.int64), np.array(boxes, dtype=float).reshape(-1, 4), np.array(scores, dtype=float)
+
+
+def _finite_number(value) -> bool:
+    """A JSON number (not a boolean, not a string) that is finite."""
+    try:
+        return type(value) in (int, float) and math.isfinite(value)
+    except OverflowError:                          # an integer beyond float range
+        return False
 
 
 def training_persons(instances: PoseInstances) -> PoseInstances:
@@ -289,5 +339,5 @@ def training_persons(instances: PoseInstances) -> PoseInstances:
 
 
 __all__ = ["Augmentation", "TopDownDataset", "IMAGENET_MEAN", "IMAGENET_STD", "fix_aspect", "box_windows",
-           "half_body_window", "window_matrix", "sample_augmentation", "normalize_image", "read_image",
-           "predict_keypoints", "rescore", "read_detections", "training_persons"]
+           "half_body_window", "window_matrix", "sample_augmentation", "normalize_array", "normalize_image",
+           "read_image", "predict_keypoints", "rescore", "read_detections", "training_persons"]

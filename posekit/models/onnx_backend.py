@@ -37,9 +37,20 @@ class OnnxPoseModel:
         self.input_name = inputs[0].name
         shape = inputs[0].shape
         self.input_size = (int(shape[2]), int(shape[3])) if all(isinstance(s, int) for s in shape[2:]) else None
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        outputs = self.session.get_outputs()
+        self.output_names = [o.name for o in outputs]
+        self.heatmap_output = "heatmaps" if "heatmaps" in self.output_names else self.output_names[0]
+        heatmap_shape = outputs[self.output_names.index(self.heatmap_output)].shape
+        self.num_joints = heatmap_shape[1] if len(heatmap_shape) == 4 and isinstance(heatmap_shape[1], int) else None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.config = json.loads(meta["posekit.model"]) if "posekit.model" in meta else None
+        self.config = None
+        if "posekit.model" in meta:
+            try:
+                self.config = json.loads(meta["posekit.model"])
+            except ValueError:
+                self.config = None
+            if not isinstance(self.config, dict) or not isinstance(self.config.get("name"), str):
+                raise PosekitError(f"{self.path}: its posekit.model metadata is not a model config with a name")
         self.skeleton = meta.get("posekit.skeleton") or None
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
