@@ -14,8 +14,8 @@ One file per image::
          "box_score": 0.93,                         # confidence of the box it was found in
          "track_id": -1,                            # -1: not tracked
          "keypoints": [[x, y, score], ...],         # one per skeleton joint; x, y null when unknown
-         "landmarks": [[x, y, score], ...],         # the 33 BlazePose landmarks (optional)
-         "tracking_points": [[x, y], [x, y]]}       # mid-hip and scale point (optional)
+         "landmarks": [[x, y, score], ...],         # the 33 BlazePose landmarks (BlazePose only)
+         "tracking_points": [[x, y], [x, y]]}       # next crop: mid-hip + scale point (BlazePose) or box corners
       ]
     }
 
