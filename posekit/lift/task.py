@@ -1,6 +1,10 @@
-"""``task: lift3d``: training and evaluation of the 3D pose machine's keypoint lifter on real motion capture.
+"""``task: lift3d``: training and evaluation of the 3D pose machine, from 2D keypoints or from images.
 
-Data (``data`` section): CMU motion-capture trials (``data.mocap``, read by
+``lift.frontend`` picks the transformer's input: ``keypoints`` (default; the keypoint lifter trained on
+real motion capture, below) or ``cpm`` (the paper's image front end on Human3.6M, ``data.h36m``; see
+"Images" at the end of these notes).
+
+Data (``data`` section, keypoint front end): CMU motion-capture trials (``data.mocap``, read by
 :func:`posekit.data.synthetic.motion.load_mocap_library`), resampled to ``data.fps``. Whole trials named
 in ``data.holdout`` are kept out of training and form the evaluation set.
 
@@ -36,15 +40,36 @@ With ``val.flip`` (default) every output is averaged with that of the mirrored s
 back (test-time flip augmentation, posekit's addition). Metrics (lower is better, mm): ``{mpjpe, p_mpjpe, n_mpjpe, mpjve}_{clean, noisy}`` for the full model
 (test-time correction), with suffix ``_nossc`` for Psi_C without test-time correction and ``_transformer``
 for the transformer's output p3d; ``_single`` (``val.single_frame``) runs every frame alone.
+
+Images (``lift.frontend: cpm``, :mod:`posekit.lift.images`): the model is
+:class:`posekit.lift.images.ImagePoseMachine3D` (``PoseMachine3D(frontend="cpm")`` for ``data.h36m.crop``
+pixel crops). Training clips and evaluation sequences come from MMPose-layout Human3.6M annotations
+(``data.h36m``: subjects split by ``train_subjects`` / ``test_subjects``, ``frame_step``, ``crop``,
+``scale_range``; ``data.clip_length`` frames per clip; the other ``data`` keys belong to the keypoint
+front end). The stages are the same, with these differences:
+
+* Eq. 6 compares the transformer's output with the max-min normalised target (the trunk learns with the
+  rest of the transformer: posekit has no MPII-pretrained trunk to hold fixed); everything after it
+  (projector, correction, metrics) works on the de-normalised root-relative metres.
+* The 2D of Eq. 2 and the "predicted" 2D of the self-supervised stages, of ``joint`` and of the test-time
+  correction is the annotation's 2D (``part``), normalised as the keypoint input, joints weighted by its
+  visibility: the image model has no 2D head, so this is the paper's "w/ 2D GT" setting (Table 5).
+* Evaluation runs each sequence through the LSTM in chunks of ``data.h36m.chunk`` frames (the state
+  carried over); ``val.flip`` mirrors the crops. Metrics (mm, root-aligned): ``mpjpe`` (Protocol #1) and
+  ``p_mpjpe`` (Procrustes, "Protocol #2" as MMPose numbers it) over all test frames, ``mpjpe_actions`` and
+  ``p_mpjpe_actions`` the mean over actions (the tables' "Avg."), each with the suffixes above, and
+  ``discarded``; ``per_action.json`` in the run folder lists every action.
 """
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from posekit.data.h36m import H36M_SPLITS
 from posekit.data.synthetic.motion import apply_variation, load_mocap_library, resample, sample_variation
 from posekit.data.synthetic.pairs import NoiseModel, apply_noise, random_camera
 from posekit.engine.config import Field
@@ -52,8 +77,10 @@ from posekit.engine.tasks import Task
 from posekit.errors import PosekitError
 from posekit.lift import build_lifter
 from posekit.lift.correction import CorrectionSettings, self_supervised_correction
+from posekit.lift.images import (MIN_CROP, PAPER_CROP, H36MClips, H36MSequenceSet, ImagePoseMachine3D,
+                                 load_h36m_frames, max_min_stats, mirror_2d, protocol_runs, root_relative_metres)
 from posekit.lift.model import METRES, SKELETON, mirror_inputs, mirror_pose, normalize_keypoints
-from posekit.metrics.pose3d import mpjpe, mpjve, n_mpjpe, p_mpjpe
+from posekit.metrics.pose3d import actionwise, mpjpe, mpjve, n_mpjpe, p_mpjpe, per_action
 from posekit.skeletons import convert_keypoints, get_skeleton
 
 STAGES = ("all", "transformer", "projector", "projector_ssl", "joint")
@@ -67,6 +94,8 @@ NOISE_SCHEMA = {
 
 SCHEMA = {
     "lift": {
+        "frontend": Field("str", "keypoints", choices=("keypoints", "cpm"),
+                          doc="transformer input: 2D keypoints, or images through the CPM trunk"),
         "model": {
             "width": Field("int", 1024, minimum=1, doc="FC and LSTM width (paper: 1024)"),
             "layers": Field("int", 2, minimum=1, doc="LSTM layers (paper: 2)"),
@@ -92,7 +121,7 @@ SCHEMA = {
         },
     },
     "data": {
-        "mocap": Field("path"),
+        "mocap": Field("path", None, nullable=True, doc="CMU motion capture (keypoint front end)"),
         "holdout": Field("strs", ["07_05", "09_06"], doc="CMU trials kept out of training"),
         "fps": Field("float", 50.0, minimum=1.0),
         "clip_length": Field("int", 32, minimum=1),
@@ -107,6 +136,20 @@ SCHEMA = {
             "single_frame": Field("bool", False, doc="also evaluate frame by frame (state reset)"),
             "correction": Field("bool", True, doc="evaluate with test-time correction"),
             "flip": Field("bool", True, doc="average with the mirrored sequence (test-time flip)"),
+        },
+        "h36m": {  # the image front end (lift.frontend: cpm); see posekit.lift.images
+            "root": Field("path", None, nullable=True, doc="the dataset folder"),
+            "annotations": Field("strs", ["annotation_body3d/fps10/h36m_train.npz",
+                                          "annotation_body3d/fps10/h36m_test.npz"],
+                                 doc="MMPose-layout .npz files, relative to root"),
+            "images": Field("path", "images", doc="folder the imgnames are relative to, relative to root"),
+            "train_subjects": Field("strs", list(H36M_SPLITS["train"]), doc="Protocol #1: S1 S5 S6 S7 S8"),
+            "test_subjects": Field("strs", list(H36M_SPLITS["test"]), doc="Protocol #1: S9 S11"),
+            "frame_step": Field("int", 25, minimum=1, doc="in video frames (paper: 50 -> 2 fps)"),
+            "crop": Field("int", PAPER_CROP, minimum=MIN_CROP, doc="crop side in pixels (paper: 368)"),
+            "scale_range": Field("floats", [0.9, 1.1], length=2, minimum=0.01,
+                                 doc="random box scale in training (paper: 0.9-1.1)"),
+            "chunk": Field("int", 16, minimum=1, doc="frames per forward pass at evaluation (memory only)"),
         },
     },
 }
@@ -208,6 +251,19 @@ class Lift3DTask(Task):
     def __init__(self, config: dict):
         super().__init__(config)
         self._motions = None
+        self._h36m = None
+        self.images = config["lift"]["frontend"] == "cpm"
+        if self.images:
+            self.metric = "mpjpe_actions_nossc"
+            low, high = config["data"]["h36m"]["scale_range"]
+            if low > high:
+                raise PosekitError(f"config data.h36m.scale_range must be [low, high], got {[low, high]}")
+            if config["data"]["h36m"]["root"] is None:
+                raise PosekitError("config data.h36m.root must name the Human3.6M folder (lift.frontend: cpm)")
+            frames = config["train"]["batch_size"] * config["data"]["clip_length"]
+            if config["lift"]["stage"] != "transformer" and frames < 2:
+                raise PosekitError("config train.batch_size x data.clip_length must be at least 2 to train the "
+                                   "projector (its batch norm needs two frames)")
 
     def model_options(self) -> dict:
         return {"joints": len(get_skeleton(SKELETON)), **self.config["lift"]["model"]}
@@ -218,7 +274,12 @@ class Lift3DTask(Task):
     def build_model(self):
         from posekit.engine.checkpoint import load_weights
 
-        model = build_lifter(self.model_options())
+        if self.images:
+            model = ImagePoseMachine3D(**self.model_options(), crop=self.config["data"]["h36m"]["crop"])
+            training = [self._h36m_frames().positions[rows] for rows in self._h36m_runs("train")]
+            model.set_normalization(*max_min_stats(root_relative_metres(np.concatenate(training))))
+        else:
+            model = build_lifter(self.model_options())
         lift = self.config["lift"]
         if lift["init"]:
             state, _ = load_weights(lift["init"])
@@ -235,6 +296,8 @@ class Lift3DTask(Task):
     def _split(self) -> tuple[list, list]:
         if self._motions is None:
             data = self.config["data"]
+            if data["mocap"] is None:
+                raise PosekitError("config data.mocap must name the motion-capture folder (lift.frontend: keypoints)")
             motions = load_mocap_library(data["mocap"])
             holdout = set(data["holdout"])
             trials = {m.meta.get("trial") for m in motions}
@@ -247,14 +310,36 @@ class Lift3DTask(Task):
             self._motions = (train, [m for m in motions if m.meta.get("trial") in holdout])
         return self._motions
 
+    def _h36m_frames(self):
+        if self._h36m is None:
+            h36m = self.config["data"]["h36m"]
+            root = Path(h36m["root"])
+            self._h36m = load_h36m_frames([root / name for name in h36m["annotations"]], root / h36m["images"])
+        return self._h36m
+
+    def _h36m_runs(self, split: str) -> list:
+        h36m = self.config["data"]["h36m"]
+        key = f"data.h36m.{split}_subjects"
+        return protocol_runs(self._h36m_frames(), h36m[f"{split}_subjects"], h36m["frame_step"], key)
+
     def train_dataset(self):
+        if self.images:
+            h36m = self.config["data"]["h36m"]
+            return H36MClips(self._h36m_frames(), self._h36m_runs("train"), self.config["data"]["clip_length"],
+                             h36m["crop"], h36m["scale_range"])
         return TrainingClips(self._split()[0], self.config)
 
     def val_dataset(self):
+        if self.images:
+            return H36MSequenceSet(self._h36m_frames(), self._h36m_runs("test"), self.config["data"]["h36m"]["crop"])
         held_out = self._split()[1]
         return HeldOutSequences(held_out, self.config) if held_out else None
 
     def collate(self, samples: list[dict]) -> dict:
+        if "sequence" in samples[0]:
+            if len(samples) != 1:
+                raise PosekitError("lift3d evaluates whole sequences: set eval.batch_size to 1")
+            return samples[0] | {"index": torch.tensor([samples[0]["index"]])}
         if "kind" in samples[0]:
             if len(samples) != 1:
                 raise PosekitError("lift3d evaluates whole sequences: set eval.batch_size to 1")
@@ -265,12 +350,24 @@ class Lift3DTask(Task):
     def training_step(self, model, batch: dict):
         lift = self.config["lift"]
         stage, dropout, projection_weight = lift["stage"], lift["joint_dropout"], lift["projection_weight"]
-        inputs, target, target_2d = batch["inputs"], batch["target"], batch["target_2d"]
+        target, target_2d = batch["target"], batch["target_2d"]
         joints = target.shape[-2]
-        p3d, _ = model.transformer(inputs)
+        if self.images:  # Eq. 6 on the max-min normalised targets; the rest in metres
+            raw, _ = model.transformer(batch["images"])
+            p3d = model.denormalize(raw)
+            transformer_error = raw - model.normalize(target)
+            observed, scores = target_2d, batch["visibility"]
+            clean_weight = scores.flatten(0, 1)
+        else:
+            inputs = batch["inputs"]
+            p3d, _ = model.transformer(inputs)
+            transformer_error = p3d - target
+            observed = inputs[..., :2 * joints].unflatten(-1, (joints, 2))
+            scores = inputs[..., 2 * joints:3 * joints]
+            clean_weight = None
         parts = {}
         if stage in ("all", "transformer", "joint"):
-            parts["transformer"] = _sq(p3d - target)
+            parts["transformer"] = _sq(transformer_error)
         if stage == "transformer":
             return parts["transformer"], parts
         source = p3d if stage == "joint" else p3d.detach()
@@ -279,21 +376,21 @@ class Lift3DTask(Task):
             corrected, projected = model.projector(source.flatten(0, 1).flatten(1))
             parts["correct"] = _sq(corrected.unflatten(1, (joints, 3)) - flat_target)
             clean = stage != "joint"
-            goal = target_2d.flatten(0, 1) if clean else inputs[..., :2 * joints].flatten(0, 1).unflatten(1, (joints, 2))
-            weight = None if clean else inputs[..., 2 * joints:3 * joints].flatten(0, 1)
+            goal = (target_2d if clean else observed).flatten(0, 1)
+            weight = clean_weight if clean else scores.flatten(0, 1)
             parts["project"] = projection_weight * _sq(projected.unflatten(1, (joints, 2)) - goal, weight)
         if stage in ("all", "projector_ssl"):
             flat = source.flatten(0, 1)
             keep = (torch.rand(flat.shape[:2], device=flat.device) >= dropout).float()
             corrected, projected = model.projector((flat * keep[..., None]).flatten(1))
-            observed = inputs[..., :2 * joints].flatten(0, 1).unflatten(1, (joints, 2))
-            scores = inputs[..., 2 * joints:3 * joints].flatten(0, 1)
             parts["ssl_correct"] = _sq(corrected.unflatten(1, (joints, 3)) - flat_target)
-            parts["ssl_project"] = projection_weight * _sq(projected.unflatten(1, (joints, 2)) - observed,
-                                                           scores * keep)
+            parts["ssl_project"] = projection_weight * _sq(
+                projected.unflatten(1, (joints, 2)) - observed.flatten(0, 1), scores.flatten(0, 1) * keep)
         return sum(parts.values()), parts
 
     def predict(self, model, batch: dict) -> list:
+        if self.images:
+            return self._predict_images(model, batch)
         inputs, target = batch["inputs"], batch["target"][0].cpu().numpy()
         record = {"kind": batch["kind"], "trial": batch["trial"], "target": target}
         outputs = self._outputs(model, inputs)
@@ -326,7 +423,39 @@ class Lift3DTask(Task):
             out["single"] = single[:, 0].cpu().numpy()
         return out
 
+    def _predict_images(self, model, batch: dict) -> list:
+        crops, observed, weights = batch["crops"], batch["target_2d"], batch["visibility"]
+        record = {"sequence": batch["sequence"], "action": batch["action"], "target": batch["target"].cpu().numpy()}
+        outputs = self._image_outputs(model, crops, observed, weights)
+        if self.config["data"]["val"]["flip"]:
+            flip = torch.as_tensor(get_skeleton(SKELETON).flip_indices, device=weights.device)
+            mirrored = self._image_outputs(model, crops.flip(-2), mirror_2d(observed), weights.index_select(-1, flip))
+            for key, pose in mirrored.items():
+                if key != "discarded":
+                    outputs[key] = (outputs[key] + mirror_pose(pose, SKELETON)) / 2
+            if "discarded" in outputs:
+                outputs["discarded"] = outputs["discarded"] | mirrored["discarded"]
+        return [record | outputs]
+
+    def _image_outputs(self, model, crops: torch.Tensor, observed: torch.Tensor, weights: torch.Tensor) -> dict:
+        """As :meth:`_outputs`, for one sequence's crops (T, crop, crop, 3); the correction aims at the
+        annotation's normalised 2D ``observed`` (T, K, 2) with joint ``weights`` (T, K)."""
+        val, chunk = self.config["data"]["val"], self.config["data"]["h36m"]["chunk"]
+        p3d = model.lift_crops(crops, chunk)
+        out = {"transformer": p3d.cpu().numpy(),
+               "nossc": model.projector.correct(p3d.flatten(1)).reshape(p3d.shape).cpu().numpy()}
+        if val["correction"]:
+            result = self_supervised_correction(copy.deepcopy(model.projector).cpu(), p3d.cpu(), observed.cpu(),
+                                                weights.cpu(), self.correction_settings(), SKELETON)
+            out["ssc"] = result["pose"]
+            out["discarded"] = result["discarded"]
+        if val["single_frame"]:
+            out["single"] = model.lift_crops(crops, chunk, single_frame=True).cpu().numpy()
+        return out
+
     def score(self, records: list, out_dir: Path | None) -> dict:
+        if self.images:
+            return score_image_records(records, out_dir)
         return score_records(records)
 
 
@@ -366,6 +495,29 @@ def score_records(records: list) -> dict:
     return metrics
 
 
+def score_image_records(records: list, out_dir: Path | None = None) -> dict:
+    """Human3.6M metrics (mm) of the image front end (see the module notes); with ``out_dir``, also
+    ``per_action.json``: {output: {metric: {action: mm}}}."""
+    root = get_skeleton(SKELETON).index("pelvis")
+    gt = np.concatenate([r["target"] for r in records]) * METRES
+    actions = np.concatenate([[r["action"]] * len(r["target"]) for r in records])
+    metrics, table = {}, {}
+    for key, suffix in (("ssc", ""), ("nossc", "_nossc"), ("transformer", "_transformer"), ("single", "_single")):
+        if key not in records[0]:
+            continue
+        pred = np.concatenate([r[key] - r[key][:, root:root + 1] for r in records]) * METRES
+        table[key] = {}
+        for name, fn in (("mpjpe", mpjpe), ("p_mpjpe", p_mpjpe)):
+            metrics[f"{name}{suffix}"] = fn(pred, gt)
+            metrics[f"{name}_actions{suffix}"] = actionwise(fn, pred, gt, actions)
+            table[key][name] = per_action(fn, pred, gt, actions)
+    if "discarded" in records[0]:
+        metrics["discarded"] = float(np.mean(np.concatenate([r["discarded"] for r in records])))
+    if out_dir is not None:
+        (Path(out_dir) / "per_action.json").write_text(json.dumps(table, indent=2), encoding="utf-8")
+    return metrics
+
+
 def export_lifter(config_path, weights, out) -> dict:
     """Write ``weights`` (a run's best.safetensors / last.pt) as a half-precision lifter file that
     :func:`posekit.lift.load_lifter` reads: the model and correction settings of ``config_path`` travel
@@ -389,4 +541,5 @@ if __name__ == "__main__":  # python -m posekit.lift.task CONFIG WEIGHTS OUT
 
     print(export_lifter(*sys.argv[1:4]))
 
-__all__ = ["Lift3DTask", "TrainingClips", "HeldOutSequences", "view", "h36m_positions", "score_records", "export_lifter", "STAGES"]
+__all__ = ["Lift3DTask", "TrainingClips", "HeldOutSequences", "view", "h36m_positions", "score_records",
+           "score_image_records", "export_lifter", "STAGES"]
