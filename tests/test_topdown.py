@@ -483,7 +483,7 @@ def test_cli_trains_resumes_and_tests_a_small_ditn(tmp_path, capsys):
     path = write_coco(tmp_path, [[person(40 + 120 * k, 30 + 10 * j) for k in range(2)] for j in range(4)])
     config = tmp_path / "small.yaml"
     config.write_text(f"""
-base: {Path(__file__).resolve().parents[1] / 'configs' / 'ditn' / 'ditn_small_synth-128x96.yaml'}
+base: {Path(__file__).resolve().parents[1] / 'configs' / 'ditn' / 'ditn_small_synth-96x64.yaml'}
 codec: {{input_size: [64, 64], heatmap_size: [16, 16]}}
 data:
   root: {tmp_path}
