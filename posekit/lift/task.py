@@ -396,11 +396,7 @@ class Lift3DTask(Task):
         outputs = self._outputs(model, inputs)
         if self.config["data"]["val"]["flip"]:
             mirrored = self._outputs(model, mirror_inputs(inputs, SKELETON))
-            for key, pose in mirrored.items():
-                if key != "discarded":
-                    outputs[key] = (outputs[key] + mirror_pose(pose, SKELETON)) / 2
-            if "discarded" in outputs:
-                outputs["discarded"] = outputs["discarded"] | mirrored["discarded"]
+            outputs = _average_mirrored(outputs, mirrored)
         return [record | outputs]
 
     def _outputs(self, model, inputs: torch.Tensor) -> dict:
@@ -430,11 +426,7 @@ class Lift3DTask(Task):
         if self.config["data"]["val"]["flip"]:
             flip = torch.as_tensor(get_skeleton(SKELETON).flip_indices, device=weights.device)
             mirrored = self._image_outputs(model, crops.flip(-2), mirror_2d(observed), weights.index_select(-1, flip))
-            for key, pose in mirrored.items():
-                if key != "discarded":
-                    outputs[key] = (outputs[key] + mirror_pose(pose, SKELETON)) / 2
-            if "discarded" in outputs:
-                outputs["discarded"] = outputs["discarded"] | mirrored["discarded"]
+            outputs = _average_mirrored(outputs, mirrored)
         return [record | outputs]
 
     def _image_outputs(self, model, crops: torch.Tensor, observed: torch.Tensor, weights: torch.Tensor) -> dict:
@@ -457,6 +449,16 @@ class Lift3DTask(Task):
         if self.images:
             return score_image_records(records, out_dir)
         return score_records(records)
+
+
+def _average_mirrored(outputs: dict, mirrored: dict) -> dict:
+    """Test-time flip: each pose averaged with its mirrored pass, mirrored back; a correction counts
+    as discarded when either pass discarded it."""
+    merged = {key: (pose + mirror_pose(mirrored[key], SKELETON)) / 2 for key, pose in outputs.items()
+              if key != "discarded"}
+    if "discarded" in outputs:
+        merged["discarded"] = outputs["discarded"] | mirrored["discarded"]
+    return merged
 
 
 def _sq(diff: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
