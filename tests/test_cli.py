@@ -11,7 +11,7 @@ import pytest
 
 from posekit import __version__
 
-from helpers import run_cli
+from helpers import pycocotools_stats, run_cli
 
 
 def noisy_results(gt_path: Path, seed=0):
@@ -27,21 +27,6 @@ def noisy_results(gt_path: Path, seed=0):
         results.append({"image_id": ann["image_id"], "category_id": 1, "score": float(rng.uniform()),
                         "keypoints": kp.ravel().tolist()})
     return results
-
-
-def pycocotools_stats(gt_path, results):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(gt_path))
-        ev = COCOeval(coco, coco.loadRes(results), "keypoints")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev.stats
 
 
 def test_version(capsys):

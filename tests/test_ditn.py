@@ -7,36 +7,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from posekit.errors import PosekitError
 from posekit.models.ditn import DITN, DITNHead, adaptive_conv
 from posekit.models.flops import count_params, gflops, module_costs
-from posekit.models.hrnet import HRNetSpec, PoseHRNet, StageSpec
+from posekit.models.hrnet import PoseHRNet
 from posekit.models.losses import (DITNLoss, build_loss, focal_l2_loss, joints_mse_loss,
                                    smooth_l1_heatmap_loss)
 from posekit.models.ops import deform_conv2d, dynamic_depthwise_conv2d
 from posekit.models.registry import ABLATIONS, build_model
 from posekit.skeletons import get_skeleton
 
-TINY = HRNetSpec(1, (StageSpec(1, (1, 1), (8, 16)), StageSpec(1, (1, 1, 1), (8, 16, 32)),
-                     StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64))))
+from helpers import TINY, calibrate
+
 MPII = get_skeleton("mpii16")
-
-
-def calibrate(model, size, seed=0):
-    """Kaiming weights and BN statistics of a few random batches, so outputs are of order one."""
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, *size))
-    return model.eval()
 
 
 # -- sizes ------------------------------------------------------------------------------------------

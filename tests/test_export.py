@@ -5,34 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from posekit.errors import PosekitError
 from posekit.export.onnx import export_onnx
 from posekit.models.ditn import DITN
-from posekit.models.hrnet import HRNetSpec, PoseHRNet, StageSpec
+from posekit.models.hrnet import PoseHRNet
 from posekit.models.onnx_backend import OnnxPoseModel
 from posekit.models.registry import build_model
 
-from helpers import run_cli
-
-TINY = HRNetSpec(1, (StageSpec(1, (1, 1), (8, 16)), StageSpec(1, (1, 1, 1), (8, 16, 32)),
-                     StageSpec(1, (1, 1, 1, 1), (8, 16, 32, 64))))
-
-
-def calibrate(model, size, seed=0):
-    """Kaiming weights and BN statistics of a random batch, so outputs are of order one."""
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(4, 3, *size))
-    return model.eval()
+from helpers import TINY, calibrate, run_cli
 
 
 @pytest.fixture(scope="module")

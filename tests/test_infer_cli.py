@@ -1,7 +1,5 @@
 """``posekit infer``: folders of photos to JSON + overlays, COCO annotation files to COCO results,
 one line per bad input and documented exit codes."""
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +11,7 @@ import posekit
 from posekit.io.images import load_image
 from posekit.io.results import read_pose_result
 
-from helpers import run_cli
+from helpers import pycocotools_stats, run_cli
 
 ANNOTATIONS = Path(posekit.__file__).parent / "assets" / "coco_val_sample.json"
 TEST_IMAGES = ("000000000785.jpg", "000000196141.jpg")
@@ -42,19 +40,6 @@ def sample_gt(tmp_path):
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
     return path
-
-
-def pycocotools_stats(gt_path, results):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(gt_path))
-        evaluation = COCOeval(coco, coco.loadRes(results), "keypoints")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return evaluation.stats
 
 
 def test_folder_with_a_bad_file(photos, tmp_path, capsys):
