@@ -60,11 +60,18 @@ def test_dynamic_conv_equals_per_sample_convolution(monkeypatch):
     torch.manual_seed(0)
     x, k = torch.randn(3, 4, 9, 7), torch.randn(3, 4, 5, 3)
     expected = torch.cat([F.conv2d(x[n:n + 1], k[n].unsqueeze(1), padding=(2, 1), groups=4) for n in range(3)])
+    # Channel multiplier 2: output o filters input o // 2 (PyTorch's grouped-conv convention).
+    k2 = torch.randn(3, 8, 5, 3)
+    expected2 = torch.cat([F.conv2d(x[n:n + 1], k2[n].unsqueeze(1), padding=(2, 1), groups=4) for n in range(3)])
     torch.testing.assert_close(dynamic_depthwise_conv2d(x, k), expected)
+    torch.testing.assert_close(dynamic_depthwise_conv2d(x, k2), expected2)
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)  # the export form
     torch.testing.assert_close(dynamic_depthwise_conv2d(x, k), expected)
+    torch.testing.assert_close(dynamic_depthwise_conv2d(x, k2), expected2)
     with pytest.raises(PosekitError, match="odd"):
         dynamic_depthwise_conv2d(x, torch.randn(3, 4, 4, 3))
+    with pytest.raises(PosekitError, match="odd"):
+        dynamic_depthwise_conv2d(x, torch.randn(3, 6, 5, 3))  # 6 kernels for 4 channels
 
 
 def test_full_adaptive_conv_is_a_2_to_2_convolution():

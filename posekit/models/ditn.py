@@ -230,8 +230,8 @@ def adaptive_conv(joint_groups: torch.Tensor, theta: torch.Tensor, mode: str = "
     for both inputs, computed as theta_o * (x_0 + x_1); ``"depthwise"``: x_o * theta_o."""
     if mode == "full":
         n, c, h, w = joint_groups.shape
-        pair_sum = joint_groups.view(n, c // 2, 2, h, w).sum(2, keepdim=True)
-        joint_groups = pair_sum.expand(n, c // 2, 2, h, w).reshape(n, c, h, w)
+        pair_sum = joint_groups.view(n, c // 2, 2, h, w).sum(2)
+        return dynamic_depthwise_conv2d(pair_sum, theta)   # each pair sum meets its group's 2 kernels
     return dynamic_depthwise_conv2d(joint_groups, theta)
 
 
