@@ -19,6 +19,8 @@ def test_coco17_matches_pycocotools_and_annotation_file(test_data):
         sorted(tuple(sorted((a - 1, b - 1))) for a, b in category["skeleton"])
     # The flip permutation every COCO codebase uses.
     np.testing.assert_array_equal(coco.flip_indices, [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
+    # COCO's odd indices are left joints, even ones (but the nose) right.
+    np.testing.assert_array_equal(coco.sides, [0] + [1, -1] * 8)
 
 
 def test_posetrack18_matches_real_annotations(shared_real):

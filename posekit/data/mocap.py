@@ -999,12 +999,6 @@ _SAME_DIRECTION = math.cos(math.radians(0.1))  # children this close in every fr
 _END_SITE_FRACTION = 0.25  # End Site = the leaf bone continued by this fraction of its length
 
 
-def _sides(skeleton: Skeleton) -> np.ndarray:
-    """+1 for a joint named left..., -1 for right..., 0 for the others."""
-    return np.array([1 if "left" in n.lower() else -1 if "right" in n.lower() else 0
-                     for n in skeleton.joints])
-
-
 def _tpose(skeleton: Skeleton, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canonical rest direction of the bone ending at each joint, and the way it bends, Y-up facing +Z.
 
@@ -1013,7 +1007,7 @@ def _tpose(skeleton: Skeleton, moving: np.ndarray) -> tuple[np.ndarray, np.ndarr
     to the root by zero-length bones count as the root) and sideways in the others (arms): a T-pose.
     Knees bend backward (-Z), every other joint forward (+Z). ``moving``: bones of non-zero length.
     """
-    sides, parents = _sides(skeleton), skeleton.parents
+    sides, parents = skeleton.sides, skeleton.parents
     directions = np.zeros((len(parents), 3))
     bends = np.tile([0.0, 0.0, 1.0], (len(parents), 1))
     for child, parent in enumerate(parents):
@@ -1142,7 +1136,7 @@ class _BvhRig:
     def _group_children(self, joint: int) -> list[list[int]]:
         """The children of non-zero length, grouped where they lie along one direction in every frame
         (joints that coincide in skeletons converted from other formats); an unsided child leads."""
-        sides = _sides(self.skeleton)
+        sides = self.skeleton.sides
         kids = sorted((c for c in self.children[joint] if self.moving[c]), key=lambda c: sides[c] != 0)
         groups: list[list[int]] = []
         for kid in kids:

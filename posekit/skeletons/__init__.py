@@ -79,6 +79,11 @@ class Skeleton:
         return tuple(pairs)
 
     @property
+    def sides(self) -> np.ndarray:
+        """Per joint: +1 if its name says left, -1 if it says right, 0 for the centre line."""
+        return np.array([1 if "left" in n.lower() else -1 if "right" in n.lower() else 0 for n in self.joints])
+
+    @property
     def flip_indices(self) -> np.ndarray:
         """Permutation that maps a keypoint array to its mirror image's joint order."""
         perm = np.arange(len(self.joints))

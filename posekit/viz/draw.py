@@ -45,7 +45,7 @@ def draw_poses(image_rgb: np.ndarray, result, *, kpt_thr: float = 0.3, boxes: bo
     thickness = max(1, round(max(width, height) / 400))
     radius = thickness + 1
     skeleton = result.skeleton
-    right = np.array([name.lower().startswith("right") or "_right" in name.lower() for name in skeleton.joints])
+    right = skeleton.sides < 0
     font_scale = 0.4 * thickness
     for index, person in enumerate(result.persons):
         colour = person_colour(index, person.track_id)

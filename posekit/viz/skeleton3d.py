@@ -53,15 +53,9 @@ class _Track:
     poses: np.ndarray       # (T, K, 3) camera axes, mm
 
 
-def _sides(skeleton: Skeleton) -> np.ndarray:
-    """+1 for a joint named left..., -1 for right..., 0 for the others."""
-    return np.array([1 if "left" in n.lower() else -1 if "right" in n.lower() else 0
-                     for n in skeleton.joints])
-
-
 def _bone_colours(skeleton: Skeleton) -> list[tuple[int, int, int]]:
     """RGB of each bone of ``skeleton.bone_array``: the side of its outer joint, else of its inner."""
-    sides = _sides(skeleton)
+    sides = skeleton.sides
     colours = []
     for a, b in skeleton.bone_array:
         side = sides[b] if sides[b] else sides[a]
@@ -274,7 +268,7 @@ def write_animation_mp4(path, tracks, skeleton="h36m17", fps: float = 30.0, *, s
 
 def _html_data(tracks: list[_Track], skeleton: Skeleton, fps: float) -> dict:
     layout = _layout(tracks)
-    sides = _sides(skeleton)
+    sides = skeleton.sides
     bones = [[int(a), int(b), int(sides[b] if sides[b] else sides[a])] for a, b in skeleton.bone_array]
     embedded = []
     for track, offset in zip(tracks, layout.offsets):
