@@ -393,7 +393,9 @@ app.add_typer(export_app, name="export")
 
 
 def _model_for_checkpoint(name, checkpoint, skeleton):
-    """Model config from the options, else from the checkpoint's training config; plus its weights."""
+    """Model config from the options, else from the checkpoint's training config; plus its weights.
+    ``model-info`` reports how weights fit a model; running them (infer, video, export) goes
+    through :func:`posekit.models.heatmap_backend.load_torch_model`, which refuses any misfit."""
     from posekit.models.registry import checkpoint_model_spec, read_state_dict
 
     state, extra = ({}, {}) if checkpoint is None else read_state_dict(checkpoint)
@@ -440,26 +442,21 @@ def model_info(name: str = typer.Argument(..., help="hrnet-w32, hrnet-w48, hrnet
 def export_onnx_command(checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained weights "
                                                         "(.pth/.pt/.safetensors)."),
                         out: Path = typer.Option(..., "--out", help="ONNX file to write."),
-                        name: Optional[str] = typer.Option(None, "--model", help="Model name (default: the "
-                                                           "checkpoint's training config, else hrnet-w32)."),
+                        name: Optional[str] = typer.Option(None, "--model", help="Model name or family (default: "
+                                                           "the checkpoint's training config; needed for a "
+                                                           "plain state dict)."),
                         input_size: Optional[str] = typer.Option(None, "--input", help="Crop HEIGHTxWIDTH "
                                                                  "(default: the checkpoint's or the paper's)."),
                         skeleton: Optional[str] = typer.Option(None, "--skeleton", help="Keypoint set (default: "
-                                                               "the checkpoint's, else coco17)."),
+                                                               "the checkpoint's, else read off the weights)."),
                         opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
                         as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Write an ONNX model (dynamic batch) and check it against PyTorch with ONNX Runtime."""
     from posekit.export.onnx import export_onnx
-    from posekit.models.registry import build_model, default_input_size, load_weights, parse_size
+    from posekit.models.heatmap_backend import load_torch_model
+    from posekit.models.registry import default_input_size, parse_size
 
-    spec, state = _model_for_checkpoint(name, checkpoint, skeleton)
-    recorded_input = spec.pop("input", None)
-    model = build_model(spec)
-    report = load_weights(model, state, str(checkpoint))
-    for key, what in (("missing_keys", "lacks"), ("unexpected_keys", "has extra")):
-        if report[key]:
-            raise PosekitError(f"{checkpoint}: {what} {len(report[key])} weight(s) of {spec['name']} "
-                               f"(first: {report[key][0]}); check --model / --skeleton")
+    model, _, recorded_input, _ = load_torch_model(checkpoint, name, skeleton)
     size = parse_size(input_size) if input_size else recorded_input or default_input_size(
         model.posekit_config["skeleton"])
     _emit(export_onnx(model, out, size, opset=opset), as_json, f"ONNX export: {out}")

@@ -94,7 +94,15 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "best.safetensors"),
                         "--out", str(out), "--model", "hrnet-w32"], capsys)
     assert code == 2 and "best.safetensors" in err and len(err.strip().splitlines()) == 1
+    # A plain state dict: the model is named, its keypoint set read off the head (16 joints: MPII).
     torch.save({"state_dict": model.state_dict()}, tmp_path / "plain.pth")
+    code, stdout, _ = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
+                           "--model", "hrnet-w18-small", "--input", "64x64", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["max_abs_diff"] < 1e-4
+    assert OnnxPoseModel(out).skeleton == "mpii16"
     code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
-                        "--model", "hrnet-w18-small"], capsys)  # 17 joints by default; the file has 16
-    assert code == 2 and "keypoint set" in err
+                        "--model", "hrnet-w18-small", "--skeleton", "coco17"], capsys)
+    assert code == 2 and "do not fit" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out)],
+                       capsys)
+    assert code == 2 and "--model" in err

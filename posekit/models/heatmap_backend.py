@@ -177,24 +177,43 @@ def _keypoint_set_of_outputs(path: Path, num_joints: int | None) -> Skeleton:
 
 # ---- PyTorch -----------------------------------------------------------------------------------------
 
-def _torch_model(path: Path, requested, size, num_threads, batch_size) -> HeatmapModel:
-    from posekit.models.registry import (build_model, checkpoint_model_spec, default_input_size, read_state_dict)
+def load_torch_model(checkpoint, model: str | None = None, skeleton: str | None = None):
+    """The PyTorch model a weights file holds, its weights loaded exactly, in eval mode.
 
+    ``model`` (a full name or a family) and ``skeleton`` (a keypoint set) are needed only where the
+    file does not record them, and must agree with what it records. Returns (module, build config,
+    recorded input size or None, the file's extra entries)."""
+    from posekit.models.registry import build_model, checkpoint_model_spec, read_state_dict
+
+    names = model_names()
+    if model is not None and model not in names:
+        raise PosekitError(f"unknown pose model {model!r}; available: blazepose, {', '.join(names)}")
+    path = Path(checkpoint)
     state, extra = read_state_dict(path)
     spec = checkpoint_model_spec(extra)
     recorded_size = spec.pop("input", None)
+    recorded_skeleton = spec.get("skeleton")
+    if skeleton is not None and recorded_skeleton is not None and get_skeleton(skeleton).name != recorded_skeleton:
+        raise PosekitError(f"{path}: its training config records keypoint set {recorded_skeleton!r}, "
+                           f"not {skeleton!r}")
     if "name" in spec:
-        if not _agrees(requested, spec["name"]):
-            raise PosekitError(f"{path}: its training config names model {spec['name']!r}, not {requested!r}")
+        if not _agrees(model, spec["name"]):
+            raise PosekitError(f"{path}: its training config names model {spec['name']!r}, not {model!r}")
         config = spec
-    elif requested is None:
+    elif model is None:
         raise PosekitError(f"{path}: records no model (a plain state dict): give the model name (--model), "
                            f"e.g. hrnet-w32")
     else:
-        config = _fitting_config(path, state, requested, spec.get("skeleton"))
-    model = build_model(config)
-    _load_exactly(model, state, path, config)
-    model.eval()
+        config = _fitting_config(path, state, model, skeleton or recorded_skeleton)
+    network = build_model(config)
+    _load_exactly(network, state, path, config)
+    return network.eval(), config, recorded_size, extra
+
+
+def _torch_model(path: Path, requested, size, num_threads, batch_size) -> HeatmapModel:
+    from posekit.models.registry import default_input_size
+
+    model, config, recorded_size, extra = load_torch_model(path, requested)
     skeleton = get_skeleton(model.posekit_config["skeleton"])
     size = size or recorded_size or default_input_size(skeleton.name)
 
@@ -292,5 +311,5 @@ def _load_exactly(model, state: dict, path: Path, config: dict) -> None:
                            f"({config.get('skeleton', 'coco17')}): {_describe(missing, unexpected)}; check --model")
 
 
-__all__ = ["HeatmapModel", "load_heatmap_model", "model_names", "parse_input_size", "HEATMAP_STRIDE",
+__all__ = ["HeatmapModel", "load_heatmap_model", "load_torch_model", "model_names", "parse_input_size", "HEATMAP_STRIDE",
            "PLAIN_KEYPOINT_SETS"]
