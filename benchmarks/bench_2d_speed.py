@@ -13,13 +13,20 @@ solution (static images, model_complexity=1: the same detector and BlazePose Ful
 one detector run on the whole image, at most one person) is timed on the same arrays, and the ratio
 printed. Otherwise the comparison is skipped.
 
-    .venv/bin/python benchmarks/bench_2d_speed.py [--repeats 20] [--threads 2]
+With ``--heatmap-models hrnet-w32 ditn-w32`` the same photos also go through those models (random
+weights: the time does not depend on them) in PyTorch and in ONNX Runtime: ms per person for the
+pose stage alone (the boxes the bundled pipeline found, given), with and without the flip test, and
+images/s end to end (detector and flip test included).
+
+    .venv/bin/python benchmarks/bench_2d_speed.py [--repeats 20] [--threads 2] [--heatmap-models ...]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,13 +54,53 @@ def report(name: str, best: float, median: float, load: tuple, extra: str = ""):
           f"  load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}{extra}")
 
 
+def heatmap_weights(name: str, folder: Path) -> dict[str, Path]:
+    """A random-weight posekit checkpoint of ``name`` and its ONNX export: {backend: file}."""
+    import torch
+    from safetensors.torch import save_file
+
+    from posekit.export.onnx import export_onnx
+    from posekit.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    checkpoint, onnx = folder / f"{name}.safetensors", folder / f"{name}.onnx"
+    config = {"model": {"name": name, "options": {}}, "data": {"skeleton": "coco17"}}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint),
+              metadata={"config": json.dumps(config)})
+    export_onnx(model, onnx, (256, 192), verify=False)
+    return {"pytorch": checkpoint, "onnxruntime": onnx}
+
+
+def time_heatmap_models(names: list[str], photos: list[tuple[str, Path]], boxes: dict, args) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            for backend, weights in heatmap_weights(name, Path(folder)).items():
+                print(f"{name}, {backend}:")
+                for label, path in photos:
+                    image, found = load_image(path), boxes[path]
+                    row = []
+                    for flip in (False, True):
+                        estimator = PoseEstimator(checkpoint=weights, flip_test=flip, num_threads=args.threads)
+                        best, _, _ = best_of(lambda: estimator(image, boxes=found), args.repeats)
+                        row.append(f"{best * 1000 / len(found):6.1f} ms/person{' (flip test)' if flip else ''}")
+                    best, median, load = best_of(lambda: estimator(image), args.repeats)
+                    report(f"{label}: end to end, flip test", best, median, load, "  [" + ", ".join(row) + "]")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--heatmap-models", nargs="*", default=[], help="e.g. hrnet-w32 ditn-w32")
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, threads per model: {args.threads}")
     estimator = PoseEstimator(num_threads=args.threads)
+    if args.heatmap_models:
+        photos = [("1 person", ONE_PERSON), ("5 persons", FIVE_PERSONS)]
+        boxes = {path: [person.box for person in estimator(load_image(path)).persons] for _, path in photos}
+        time_heatmap_models(args.heatmap_models, photos, boxes, args)
+        return
     whole_image = PoseEstimator(num_threads=args.threads, tiles="none")
     try:
         import mediapipe as mp
