@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from posekit.errors import PosekitError
-from posekit.metrics.pck import head_size, pck, pck_bbox, pckh
+from posekit.metrics.pck import head_size, left_right_collapse, pck, pck_bbox, pckh
 from posekit.skeletons import get_skeleton
 
 MPII = get_skeleton("mpii16")
@@ -174,3 +174,22 @@ def test_pck_without_visible_joints_is_an_error():
         pck(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2)), [1.0], 0.5)
     with pytest.raises(PosekitError, match="threshold"):
         pck(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.ones((1, 2)), [1.0], -1)
+
+
+def test_left_right_collapse_counts_pairs_predicted_on_one_limb():
+    # Joints: 0 centre, 1 left, 2 right; persons of size 100.
+    gt = np.array([[[50, 0], [0, 50], [100, 50]],      # sides 100 apart: counted
+                   [[50, 0], [0, 50], [100, 50]],      # counted
+                   [[50, 0], [45, 50], [55, 50]],      # 10 apart (< 0.2): not counted
+                   [[50, 0], [0, 50], [100, 50]]], float)  # right side unlabelled: not counted
+    pred = gt.copy()
+    pred[0, 2] = [5, 52]                  # both on the left limb: collapsed
+    pred[1, 1], pred[1, 2] = gt[1, 2], gt[1, 1]   # swapped, still on two limbs: not a collapse
+    pred[2, 2] = pred[2, 1]               # together, but the truth is not apart
+    visible = np.ones((4, 3), bool)
+    visible[3, 2] = False
+    pred[3, 2] = pred[3, 1]
+    assert left_right_collapse(pred, gt, visible, np.full(4, 100.0), [(1, 2)]) == pytest.approx(50.0)
+    assert np.isnan(left_right_collapse(pred[2:3], gt[2:3], visible[2:3], [100.0], [(1, 2)]))  # nothing to count
+    with pytest.raises(PosekitError, match="flip pairs"):
+        left_right_collapse(pred, gt, visible, np.full(4, 100.0), [(1, 3)])

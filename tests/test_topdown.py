@@ -509,7 +509,7 @@ eval: {{every: 1, batch_size: 8}}
     assert len((run / "train_log.csv").read_text().splitlines()) == 7
     metrics = json.loads(cli("test", config, "--checkpoint", run / "best.safetensors", "--json").strip().splitlines()[-1])
     assert set(metrics) == {"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl",
-                            "PCK@0.1", "PCK@0.2"}
+                            "PCK@0.1", "PCK@0.2", "LR-collapse"}
     assert 0.0 <= metrics["AP"] <= 1.0
     results = json.loads((run / "test" / "keypoint_results.json").read_text())
     assert len(results) == 8 and {r["image_id"] for r in results} == {1, 2, 3, 4}

@@ -225,7 +225,7 @@ class TopDown2DTask(Task):
     def _score_coco(self, points, scores, out_dir) -> dict:
         from posekit.data.coco import write_coco_results
         from posekit.metrics.coco import coco_keypoint_eval
-        from posekit.metrics.pck import pck_bbox
+        from posekit.metrics.pck import bbox_size, left_right_collapse, pck_bbox
 
         gt, persons, dataset = self._val
         settings = self.config["eval"]
@@ -247,9 +247,11 @@ class TopDown2DTask(Task):
             write_coco_results(pred, Path(out_dir) / "keypoint_results.json")
         metrics = coco_keypoint_eval(gt, pred)
         if self.config["data"]["val"]["boxes"] is None:  # one prediction per annotated person
+            labelled = persons.visibility > 0
             for thr in (0.1, 0.2):
-                metrics[f"PCK@{thr}"] = pck_bbox(points, persons.keypoints, persons.visibility > 0,
-                                                 persons.boxes, thr)[1]
+                metrics[f"PCK@{thr}"] = pck_bbox(points, persons.keypoints, labelled, persons.boxes, thr)[1]
+            metrics["LR-collapse"] = left_right_collapse(points, persons.keypoints, labelled,
+                                                         bbox_size(persons.boxes), self.skeleton.flip_pairs)
         return metrics
 
     def _score_mpii(self, points, out_dir) -> dict:

@@ -140,6 +140,30 @@ def pck_bbox(pred, gt, visible, boxes, thr: float = 0.2):
     return _pck_from_distances(dist, thr, "pck_bbox")
 
 
+def left_right_collapse(pred, gt, visible, normalizer, flip_pairs, *, apart: float = 0.2,
+                        together: float = 0.1) -> float:
+    """Share (%) of left/right joint pairs whose two predictions fall on one limb.
+
+    Among the pairs (e.g. a person's two elbows) labelled in the ground truth more than ``apart``
+    person sizes from each other, the share whose predictions lie within ``together`` of each
+    other: a model that has found the limbs but not which one is the left puts both channels on the
+    stronger one. PCK counts one of the two as a miss and forgiving swaps does not bring it back,
+    so this names the failure where per-joint PCK only shows low limb scores. ``flip_pairs``:
+    (left, right) index pairs (``Skeleton.flip_pairs``); NaN when no pair is far enough apart."""
+    p, g, vis = _check_keypoint_pair(pred, gt, visible, "left_right_collapse")
+    norm = _check_normalizer(normalizer, vis, "left_right_collapse")
+    pairs = np.asarray(flip_pairs, dtype=int).reshape(-1, 2)
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= g.shape[1]):
+        raise PosekitError(f"left_right_collapse: flip pairs {pairs.tolist()} do not fit {g.shape[1]} joints")
+    left, right = pairs[:, 0], pairs[:, 1]
+    gt_gap = np.linalg.norm(g[:, left] - g[:, right], axis=-1) / norm[:, None]
+    pred_gap = np.linalg.norm(p[:, left] - p[:, right], axis=-1) / norm[:, None]
+    counted = vis[:, left] & vis[:, right] & (gt_gap > apart)
+    if not counted.any():
+        return float("nan")
+    return float(100.0 * (counted & (pred_gap <= together)).sum() / counted.sum())
+
+
 def head_size(head_boxes) -> np.ndarray:
     """PCKh size from x1, y1, x2, y2 head rectangles: 0.6 x the rectangle's diagonal."""
     hb = _as_float(head_boxes, "head_boxes")
