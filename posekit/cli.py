@@ -453,13 +453,14 @@ def export_onnx_command(checkpoint: Path = typer.Option(..., "--checkpoint", hel
                         as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Write an ONNX model (dynamic batch) and check it against PyTorch with ONNX Runtime."""
     from posekit.export.onnx import export_onnx
-    from posekit.models.heatmap_backend import load_torch_model
+    from posekit.models.heatmap_backend import load_torch_model, training_sigma
     from posekit.models.registry import default_input_size, parse_size
 
-    model, _, recorded_input, _ = load_torch_model(checkpoint, name, skeleton)
+    model, _, recorded_input, extra = load_torch_model(checkpoint, name, skeleton)
     size = parse_size(input_size) if input_size else recorded_input or default_input_size(
         model.posekit_config["skeleton"])
-    _emit(export_onnx(model, out, size, opset=opset), as_json, f"ONNX export: {out}")
+    sigma = training_sigma(extra.get("config"))   # DARK decoding of the ONNX file blurs with it
+    _emit(export_onnx(model, out, size, opset=opset, metadata={"sigma": sigma}), as_json, f"ONNX export: {out}")
 
 
 from posekit.data.synthetic.cli import synth_app  # noqa: E402  (commands import their modules lazily)

@@ -9,6 +9,7 @@ import torch
 from posekit.errors import PosekitError
 from posekit.export.onnx import export_onnx
 from posekit.models.ditn import DITN
+from posekit.models.heatmap_backend import load_heatmap_model
 from posekit.models.hrnet import PoseHRNet
 from posekit.models.onnx_backend import OnnxPoseModel
 from posekit.models.registry import build_model
@@ -56,7 +57,7 @@ def test_ditn_onnx_matches_pytorch(tmp_path):
 
 def test_backend_rejects_bad_input(tiny_hrnet_onnx, tmp_path):
     runner = OnnxPoseModel(tiny_hrnet_onnx[1])
-    assert runner.output_names == ["heatmaps"] and runner.config is None
+    assert runner.output_names == ["heatmaps"] and runner.config is None and runner.sigma is None
     with pytest.raises(PosekitError, match="exported for 128x96"):
         runner(np.zeros((1, 3, 64, 48), np.float32))
     with pytest.raises(PosekitError, match=r"\(N, 3, H, W\)"):
@@ -75,7 +76,7 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     with torch.no_grad():  # heatmap-sized outputs, as a trained model gives
         model.final_layer.weight.mul_(0.01)
     config = {"model": {"name": "hrnet-w18-small", "options": {}}, "data": {"skeleton": "mpii16"},
-              "codec": {"input_size": [64, 64], "heatmap_size": [16, 16]}}
+              "codec": {"input_size": [64, 64], "heatmap_size": [16, 16], "sigma": 1.5}}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "best.safetensors"),
               metadata={"config": json.dumps(config)})
     out = tmp_path / "pose.onnx"
@@ -86,6 +87,7 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     assert result["input"] == [64, 64] and result["max_abs_diff"] < 1e-4
     runner = OnnxPoseModel(out)
     assert runner.skeleton == "mpii16" and runner.config["name"] == "hrnet-w18-small"
+    assert runner.sigma == 1.5 and load_heatmap_model(checkpoint=out).sigma == 1.5  # DARK's blur width
     images = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(images))["heatmaps"].numpy()
@@ -99,7 +101,7 @@ def test_export_command_with_a_training_checkpoint(tmp_path, capsys):
     code, stdout, _ = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
                            "--model", "hrnet-w18-small", "--input", "64x64", "--json"], capsys)
     assert code == 0 and json.loads(stdout)["max_abs_diff"] < 1e-4
-    assert OnnxPoseModel(out).skeleton == "mpii16"
+    assert OnnxPoseModel(out).skeleton == "mpii16" and OnnxPoseModel(out).sigma == 2.0  # HRNet's default
     code, _, err = run_cli(["export", "onnx", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(out),
                         "--model", "hrnet-w18-small", "--skeleton", "coco17"], capsys)
     assert code == 2 and "do not fit" in err and len(err.strip().splitlines()) == 1

@@ -164,7 +164,7 @@ def _onnx_model(path: Path, requested, size, num_threads, batch_size) -> Heatmap
         return runner(images)[runner.heatmap_output]
 
     return HeatmapModel(run, name=name, skeleton=skeleton, input_size=size, backend="onnxruntime",
-                        source=str(path), batch_size=batch_size)
+                        source=str(path), sigma=runner.sigma or DEFAULT_SIGMA, batch_size=batch_size)
 
 
 def _keypoint_set_of_outputs(path: Path, num_joints: int | None) -> Skeleton:
@@ -224,10 +224,10 @@ def _torch_model(path: Path, requested, size, num_threads, batch_size) -> Heatma
             return model(torch.from_numpy(images))["heatmaps"].numpy()
 
     return HeatmapModel(run, name=config["name"], skeleton=skeleton, input_size=size, backend="pytorch",
-                        source=str(path), sigma=_config_sigma(extra.get("config")), batch_size=batch_size)
+                        source=str(path), sigma=training_sigma(extra.get("config")), batch_size=batch_size)
 
 
-def _config_sigma(config) -> float:
+def training_sigma(config) -> float:
     """The codec sigma a training config records (``DEFAULT_SIGMA`` where none)."""
     codec = config.get("codec") if isinstance(config, dict) else None
     sigma = codec.get("sigma") if isinstance(codec, dict) else None
@@ -311,5 +311,6 @@ def _load_exactly(model, state: dict, path: Path, config: dict) -> None:
                            f"({config.get('skeleton', 'coco17')}): {_describe(missing, unexpected)}; check --model")
 
 
-__all__ = ["HeatmapModel", "load_heatmap_model", "load_torch_model", "model_names", "parse_input_size", "HEATMAP_STRIDE",
+__all__ = ["HeatmapModel", "load_heatmap_model", "load_torch_model", "training_sigma", "model_names",
+           "parse_input_size", "HEATMAP_STRIDE",
            "PLAIN_KEYPOINT_SETS"]

@@ -14,7 +14,8 @@ class OnnxPoseModel:
 
     ``images`` is (N, 3, H, W) float32 at the exported ``input_size`` (height, width), normalised
     the way the model was trained. ``skeleton`` and ``config`` come from the file's metadata when it
-    was written by :func:`posekit.export.onnx.export_onnx` (None otherwise)."""
+    was written by :func:`posekit.export.onnx.export_onnx` (None otherwise), and so does ``sigma``,
+    the width of the training targets, when ``posekit export onnx`` wrote the file."""
 
     def __init__(self, path: str | Path, num_threads: int | None = None, providers: list[str] | None = None):
         import onnxruntime as ort
@@ -56,6 +57,10 @@ class OnnxPoseModel:
             if not isinstance(self.config, dict) or not isinstance(self.config.get("name"), str):
                 raise PosekitError(f"{self.path}: its posekit.model metadata is not a model config with a name")
         self.skeleton = meta.get("posekit.skeleton") or None
+        try:  # the training targets' Gaussian width, which DARK decoding blurs with
+            self.sigma = float(meta["posekit.sigma"]) if "posekit.sigma" in meta else None
+        except ValueError:
+            raise PosekitError(f"{self.path}: its posekit.sigma metadata is not a number") from None
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = np.asarray(images)
