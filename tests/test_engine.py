@@ -348,6 +348,31 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, workers, interru
     assert straight["best"] == resumed["best"]
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_learns_and_resumes_bit_identically(tmp_path, precision):
+    config = tiny_config(epochs=3, precision=precision)
+    probe = Trainer(config, tmp_path / "probe")
+    with torch.autocast("cpu", dtype=torch.bfloat16):   # the loss always sees float32 outputs
+        assert probe.module(torch.zeros(2, 4)).dtype == torch.float32
+    train(config, tmp_path / "straight")
+    mse = [float(r["mse"]) for r in read_csv(tmp_path / "straight" / "train_log.csv")]
+    assert np.mean(mse[-8:]) < np.mean(mse[:8])
+    train(tiny_config(epochs=3), tmp_path / "fp32")   # the forward pass ran in 16 bits: near float32's, not equal
+    low, full = (weights(tmp_path / run / "last.pt")["0.weight"] for run in ("straight", "fp32"))
+    assert not torch.equal(low, full) and torch.allclose(low, full, atol=0.1)
+    assert bool(load_checkpoint(tmp_path / "straight" / "last.pt")["scaler"]) == (precision == "fp16")
+    INTERRUPT_AT["step"] = 19
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "resumed")
+    finally:
+        INTERRUPT_AT["step"] = None
+    train(config, tmp_path / "resumed", resume=True)
+    assert_same_state(weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "resumed" / "last.pt"))
+    assert load_checkpoint(tmp_path / "straight" / "last.pt")["scaler"] == \
+        load_checkpoint(tmp_path / "resumed" / "last.pt")["scaler"]
+
+
 def test_seed_changes_the_result_and_resume_refuses_a_changed_config(tmp_path):
     a = Trainer(tiny_config(epochs=1), tmp_path / "a")
     a.fit()

@@ -129,6 +129,9 @@ ENGINE_SCHEMA = {
         "checkpoint_every": Field("int", 0, minimum=0, doc="iterations between mid-epoch saves"),
         "log_every": Field("int", 20, minimum=1),
         "device": Field("str", "auto", choices=("auto", "cpu", "cuda")),
+        "precision": Field("str", "fp32", choices=("fp32", "bf16", "fp16"),
+                           doc="training arithmetic: bf16/fp16 run the forward pass under autocast "
+                               "(fp16 with loss scaling); losses, weights and evaluation stay float32"),
     },
     "eval": {
         "every": Field("int", 1, minimum=0, doc="epochs between evaluations; 0: after the last only"),

@@ -15,6 +15,11 @@ the rest, the same way for every method:
   ``train.batch_size`` is the total over processes, and process ``r`` takes samples ``r, r + P, ...``
   of the epoch's permutation, so one step sees the same samples whatever the process count. Evaluation
   is split the same way and gathered; only process 0 writes logs and checkpoints.
+* Arithmetic. ``train.precision`` ``bf16`` or ``fp16`` runs the model's forward pass under
+  ``torch.autocast`` (fp16 with a gradient scaler, whose state the checkpoint keeps); the model's
+  outputs are cast back to float32 before the loss, and weights, optimizer and evaluation stay
+  float32. On GPUs this is the usual 2-3x; on this project's CPU bf16 makes a DITN-W18-small step
+  1.2x faster.
 * Outputs in the run folder: ``config.yaml`` (the exact settings), ``train_log.csv`` and
   ``eval_log.csv``, ``last.pt`` (resumable state), ``best.safetensors`` (weights of the best
   evaluation, with its config and metrics), TensorBoard events in ``tb/`` when ``tensorboard`` is
@@ -55,6 +60,21 @@ RESUMABLE_KEYS = frozenset({"train.epochs", "train.num_workers", "train.log_ever
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator a training sample draws its augmentation from."""
     return np.random.default_rng([seed, epoch, index])
+
+
+def _outputs_to_float32(module, inputs, outputs):
+    """Forward hook: the model's floating outputs (a tensor, or a dict/tuple/list of them) as
+    float32, so that losses computed from an autocast forward pass keep full precision."""
+    def cast(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float()
+        if isinstance(value, dict):
+            return {k: cast(v) for k, v in value.items()}
+        if isinstance(value, (tuple, list)):
+            return type(value)(cast(v) for v in value)
+        return value
+
+    return cast(outputs)
 
 
 def seed_everything(seed) -> None:
@@ -236,6 +256,10 @@ class Trainer:
             self.model = DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(self.module.parameters(), settings["optimizer"])
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[settings["precision"]]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=settings["precision"] == "fp16")
+        if self.autocast_dtype is not None:
+            self.module.register_forward_hook(_outputs_to_float32)
         seed_everything([self.seed, self.processes.rank])  # training randomness differs per process
         self.metric = self.config["eval"]["metric"] or self.task.metric
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
@@ -317,14 +341,18 @@ class Trainer:
             lr = learning_rate(settings["optimizer"]["lr"], settings["lr_schedule"], epoch, self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss, parts = self.task.training_step(self.model, _to_device(batch, self.device))
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                loss, parts = self.task.training_step(self.model, _to_device(batch, self.device))
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(params, settings["grad_clip"] or math.inf)
-            if not torch.isfinite(norm):
+            if not torch.isfinite(norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
                 raise PosekitError(f"training diverged at epoch {epoch + 1}, step {self.step + 1}: the "
                                    f"gradient norm is {float(norm)} (try a lower train.optimizer.lr)")
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             self.step += 1
             self.batch_in_epoch += 1
             values = torch.stack([loss.detach().float(), norm.detach().float()]
@@ -428,6 +456,7 @@ class Trainer:
         if not self.processes.is_main:
             return
         save_checkpoint({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "scaler": self.scaler.state_dict(),
                          "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                          "rng": states, "best": dict(self.best), "config": self.config},
                         self.out_dir / "last.pt")
@@ -446,6 +475,8 @@ class Trainer:
         try:
             self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise PosekitError(f"{path}: the saved state does not fit the model ({str(exc).splitlines()[0]})") from None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
