@@ -18,8 +18,8 @@ the rest, the same way for every method:
 * Arithmetic. ``train.precision`` ``bf16`` or ``fp16`` runs the model's forward pass under
   ``torch.autocast`` (fp16 with a gradient scaler, whose state the checkpoint keeps); the model's
   outputs are cast back to float32 before the loss, and weights, optimizer and evaluation stay
-  float32. On GPUs this is the usual 2-3x; on this project's CPU (AVX-512 bfloat16) bf16 makes a
-  DITN-W18-small training step 1.44x faster.
+  float32. It is the common way to train faster on GPUs; on this project's CPU (AVX-512 bfloat16)
+  bf16 makes a DITN-W18-small training step 1.44x faster.
 * Outputs in the run folder: ``config.yaml`` (the exact settings), ``train_log.csv`` and
   ``eval_log.csv``, ``last.pt`` (resumable state), ``best.safetensors`` (weights of the best
   evaluation, with its config and metrics), TensorBoard events in ``tb/`` when ``tensorboard`` is
