@@ -23,7 +23,6 @@ images/s end to end (detector and flip test included).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -57,17 +56,16 @@ def report(name: str, best: float, median: float, load: tuple, extra: str = ""):
 def heatmap_weights(name: str, folder: Path) -> dict[str, Path]:
     """A random-weight posekit checkpoint of ``name`` and its ONNX export: {backend: file}."""
     import torch
-    from safetensors.torch import save_file
 
+    from posekit.engine.checkpoint import save_weights
     from posekit.export.onnx import export_onnx
     from posekit.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model(name).eval()
     checkpoint, onnx = folder / f"{name}.safetensors", folder / f"{name}.onnx"
-    config = {"model": {"name": name, "options": {}}, "data": {"skeleton": "coco17"}}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint),
-              metadata={"config": json.dumps(config)})
+    save_weights(model.state_dict(), checkpoint,
+                 metadata={"config": {"model": {"name": name, "options": {}}, "data": {"skeleton": "coco17"}}})
     export_onnx(model, onnx, (256, 192), verify=False)
     return {"pytorch": checkpoint, "onnxruntime": onnx}
 

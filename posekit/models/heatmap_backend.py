@@ -46,6 +46,12 @@ def model_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys([n.split("-", 1)[0] for n in MODEL_NAMES] + list(MODEL_NAMES)))
 
 
+def _check_model_name(model: str | None) -> None:
+    names = model_names()
+    if model is not None and model not in names:
+        raise PosekitError(f"unknown pose model {model!r}; available: blazepose, {', '.join(names)}")
+
+
 def _family(name: str) -> str:
     return name.split("-", 1)[0]
 
@@ -117,9 +123,7 @@ def load_heatmap_model(model: str | None = None, checkpoint=None, *, input_size=
                        num_threads: int | None = None, batch_size: int = DEFAULT_BATCH) -> HeatmapModel:
     """A :class:`HeatmapModel` from a model name or family (None: the one the checkpoint records) and
     trained weights (see the module docstring for how they are matched)."""
-    names = model_names()
-    if model is not None and model not in names:
-        raise PosekitError(f"unknown pose model {model!r}; available: blazepose, {', '.join(names)}")
+    _check_model_name(model)
     if checkpoint is None:
         raise PosekitError(f"the {model} model needs trained weights (a checkpoint): posekit ships none for "
                            f"HRNet or DITN; train one (posekit train) or give an official HRNet .pth")
@@ -185,9 +189,7 @@ def load_torch_model(checkpoint, model: str | None = None, skeleton: str | None 
     recorded input size or None, the file's extra entries)."""
     from posekit.models.registry import build_model, checkpoint_model_spec, read_state_dict
 
-    names = model_names()
-    if model is not None and model not in names:
-        raise PosekitError(f"unknown pose model {model!r}; available: blazepose, {', '.join(names)}")
+    _check_model_name(model)
     path = Path(checkpoint)
     state, extra = read_state_dict(path)
     spec = checkpoint_model_spec(extra)
